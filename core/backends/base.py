@@ -1,0 +1,151 @@
+"""The abstract backend: the primitive verbs every registry (embedded store, HTTP) provides.
+
+``Task`` and ``Model`` are written only against this interface, so a new backend slots in
+without touching them. Records are plain dataclasses from :mod:`modelbook.records`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from modelbook.records import (
+    ModelQuery,
+    ModelRecord,
+    ModelVersionRecord,
+    ProjectRecord,
+    TaskRecord,
+)
+
+
+class Backend(ABC):
+    """Primitive registry verbs over projects, tasks, models and their metadata.
+
+    Every method raises a :class:`~modelbook.errors.ModelbookError` subclass on failure:
+    ``ModelNotFoundError`` / ``TaskNotFoundError`` for unknown ids, ``RegistryError`` for a
+    failed remote call.
+    """
+
+    #: A short name for messages and ``modelbook models ls`` ("embedded", "http").
+    kind: str = "abstract"
+    #: How weights are laid out under :meth:`default_destination`: ``"content"`` (by sha256,
+    #: the embedded store) or ``"clearml"`` (``<project>/<task>.<id>/models/<file>``).
+    default_layout: str = "clearml"
+
+    # -- projects -------------------------------------------------------------------------
+    @abstractmethod
+    def get_or_create_project(self, name: str) -> ProjectRecord:
+        """Return the project with exactly this name, creating it if needed."""
+
+    @abstractmethod
+    def find_project(self, name: str) -> ProjectRecord | None:
+        """Return the project with exactly this name, or None."""
+
+    @abstractmethod
+    def get_project(self, project_id: str) -> ProjectRecord:
+        """Return a project by id."""
+
+    @abstractmethod
+    def list_projects(self) -> list[ProjectRecord]:
+        """Return every project, by name."""
+
+    # -- tasks ----------------------------------------------------------------------------
+    @abstractmethod
+    def create_task(
+        self,
+        *,
+        name: str,
+        project: str | None,
+        type: str = "training",
+        tags: list[str] | None = None,
+        comment: str = "",
+        output_destination: str | None = None,
+    ) -> TaskRecord:
+        """Create a task in status ``created``."""
+
+    @abstractmethod
+    def get_task(self, task_id: str) -> TaskRecord:
+        """Return a task by id."""
+
+    @abstractmethod
+    def find_tasks(self, *, project: str | None, name: str) -> list[TaskRecord]:
+        """Return the tasks of a project with exactly this name, newest created first."""
+
+    @abstractmethod
+    def update_task(self, task_id: str, **fields: Any) -> TaskRecord:
+        """Set the given fields of a task (only those) and return the new record.
+
+        Accepted fields: name, comment, tags, system_tags, status, output_destination,
+        labels, model_config, last_iteration (only ever raised), and ``hyperparams``, which
+        is merged section by section into the existing ones.
+        """
+
+    @abstractmethod
+    def set_task_model(self, task_id: str, kind: str, name: str, model_id: str) -> TaskRecord:
+        """Add or replace the task's ``kind`` ("input" / "output") model entry ``name``."""
+
+    # -- models ---------------------------------------------------------------------------
+    @abstractmethod
+    def create_model(self, **fields: Any) -> ModelRecord:
+        """Create a model. Fields are those of :class:`ModelRecord` but id and dates."""
+
+    @abstractmethod
+    def get_model(self, model_id: str) -> ModelRecord:
+        """Return a model by id."""
+
+    @abstractmethod
+    def update_model(self, model_id: str, **fields: Any) -> ModelRecord:
+        """Set the given fields of a model (only those) and return the new record.
+
+        ``add_system_tags`` / ``remove_system_tags`` change system tags without a race.
+        """
+
+    @abstractmethod
+    def add_model_version(
+        self,
+        model_id: str,
+        *,
+        uri: str,
+        sha256: str | None,
+        size: int | None,
+        iteration: int | None,
+        comment: str | None = None,
+        framework: str | None = None,
+        is_package: bool = False,
+    ) -> ModelRecord:
+        """Point the model at newly stored weights and record that as a new version.
+
+        One transaction: the model's uri, sha256, size, iteration (and comment / framework
+        when given) change together, the version counter goes up, and a version row with a
+        snapshot of the model's metadata is written.
+        """
+
+    @abstractmethod
+    def list_model_versions(self, model_id: str) -> list[ModelVersionRecord]:
+        """Every version of a model, oldest first."""
+
+    @abstractmethod
+    def query_models(self, query: ModelQuery) -> list[ModelRecord]:
+        """Models matching ``query`` (see :class:`ModelQuery` for the semantics)."""
+
+    @abstractmethod
+    def count_models(self, query: ModelQuery) -> int:
+        """How many models match ``query`` (paging ignored)."""
+
+    @abstractmethod
+    def delete_model(self, model_id: str) -> None:
+        """Delete a model record, its metadata and versions, and the task entries naming it."""
+
+    @abstractmethod
+    def set_model_metadata(
+        self, model_id: str, items: dict[str, tuple[str, str]], replace: bool = False
+    ) -> ModelRecord:
+        """Add or update metadata ``{key: (value, type)}``; ``replace`` drops the other keys."""
+
+    # -- storage --------------------------------------------------------------------------
+    @abstractmethod
+    def default_destination(self) -> str:
+        """Where weights go when neither the call, the model nor the task names one."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. The backend may not be used afterwards."""

@@ -1,0 +1,145 @@
+"""The ``modelbook`` command line: ``modelbook models ls`` / ``modelbook models show``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from modelbook import config
+from modelbook.errors import ModelbookError
+from modelbook.records import ARCHIVED_TAG, ModelQuery, ModelRecord
+
+
+def _record_dict(record: ModelRecord, project_names: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "project": project_names.get(record.project or "", record.project),
+        "task": record.task,
+        "framework": record.framework,
+        "tags": record.tags,
+        "system_tags": record.system_tags,
+        "published": record.ready,
+        "archived": record.archived,
+        "iteration": record.iteration,
+        "version": record.version,
+        "url": record.uri,
+        "sha256": record.sha256,
+        "size": record.size,
+        "labels": record.labels,
+        "comment": record.comment,
+        "design": record.design,
+        "metadata": {k: v["value"] for k, v in record.metadata.items()},
+        "created": record.created.isoformat() if record.created else None,
+        "last_update": record.last_update.isoformat() if record.last_update else None,
+    }
+
+
+def _models_ls(args: argparse.Namespace) -> int:
+    backend = config.get_backend()
+    names = {p.id: p.name for p in backend.list_projects()}
+    projects = None
+    if args.project:
+        project = backend.find_project(args.project)
+        if project is None:
+            from modelbook.errors import ProjectNotFoundError
+
+            raise ProjectNotFoundError(args.project, names.values())
+        projects = [project.id]
+    query = ModelQuery(
+        projects=projects,
+        tags=args.tag or None,
+        system_tags=None if args.archived else [f"-{ARCHIVED_TAG}"],
+        ready=True if args.published else None,
+        limit=args.n,
+    )
+    records = backend.query_models(query)
+    if args.json:
+        print(json.dumps([_record_dict(r, names) for r in records], indent=2))
+        return 0
+    rows = [("ID", "NAME", "PROJECT", "VER", "ITER", "PUB", "TAGS", "CREATED")]
+    for r in records:
+        rows.append(
+            (
+                r.id,
+                r.name,
+                names.get(r.project or "", "-"),
+                str(r.version),
+                "-" if r.iteration is None else str(r.iteration),
+                "yes" if r.ready else "no",
+                ",".join(r.tags) or "-",
+                f"{r.created:%Y-%m-%d %H:%M}" if r.created else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _models_show(args: argparse.Namespace) -> int:
+    backend = config.get_backend()
+    record = backend.get_model(args.id)
+    names = {p.id: p.name for p in backend.list_projects()}
+    data = _record_dict(record, names)
+    data["versions"] = [
+        {
+            "version": v.version,
+            "iteration": v.iteration,
+            "url": v.uri,
+            "sha256": v.sha256,
+            "size": v.size,
+            "created": v.created.isoformat(),
+        }
+        for v in backend.list_model_versions(record.id)
+    ]
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for key, value in data.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value) if value else "-"
+        print(f"{key:12} {value if value not in (None, '') else '-'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelbook", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    models = commands.add_parser("models", help="list and inspect registered models")
+    verbs = models.add_subparsers(dest="verb", required=True)
+    ls = verbs.add_parser("ls", help="list models, newest first")
+    ls.add_argument("--project", help="exact project name")
+    ls.add_argument("--tag", action="append", help="tag filter term (repeat; '-x' excludes x)")
+    ls.add_argument("--published", action="store_true", help="only published models")
+    ls.add_argument("--archived", action="store_true", help="include archived models")
+    ls.add_argument("-n", type=int, default=50, help="at most N models (default 50)")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(func=_models_ls)
+    show = verbs.add_parser("show", help="show one model with its versions")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=_models_show)
+    try:
+        from modelbook.server.cli import add_server_commands
+    except ImportError:
+        pass
+    else:
+        add_server_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ModelbookError as exc:
+        print(f"modelbook: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The exceptions modelbook raises.
+
+Every exception derives from :class:`ModelbookError`, so ``except ModelbookError`` catches
+anything this library raises on purpose. Where ClearML raises ``ValueError`` for the same
+mistake, the modelbook exception is also a ``ValueError``, so code written for ClearML keeps
+working. The tree::
+
+    ModelbookError
+    ├── ConfigurationError           bad settings, missing optional dependency
+    ├── InvalidArgumentError         a bad argument (also ValueError)
+    │   ├── WeightsArgumentError     both / neither of weights_filename and register_uri
+    │   ├── WeightsFileNotFoundError the weights file does not exist
+    │   └── TagFilterError           an unknown tag operator, a dangling __$not
+    ├── NotFoundError                (also ValueError)
+    │   ├── ModelNotFoundError
+    │   ├── TaskNotFoundError
+    │   └── ProjectNotFoundError
+    ├── ModelPublishedError          a published model refuses new weights (also ValueError)
+    ├── StorageError                 moving bytes failed
+    │   └── BlobCorruptedError       a stored file does not match its sha256
+    ├── RegistryError                the registry (server) answered with an error
+    └── UploadError                  an upload could not be completed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def _choices(values: Iterable[str], limit: int = 20) -> str:
+    values = sorted(values)
+    if not values:
+        return "(none)"
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return shown + (f", ... ({len(values) - limit} more)" if len(values) > limit else "")
+
+
+class ModelbookError(Exception):
+    """Root of every exception modelbook raises on purpose."""
+
+
+class ConfigurationError(ModelbookError):
+    """The configuration is invalid, or an optional dependency is missing."""
+
+
+class InvalidArgumentError(ModelbookError, ValueError):
+    """An argument has a value modelbook cannot accept."""
+
+
+class WeightsArgumentError(InvalidArgumentError):
+    """``update_weights`` needs exactly one of ``weights_filename`` and ``register_uri``."""
+
+    def __init__(self, weights_filename: object, register_uri: object) -> None:
+        if weights_filename is not None and register_uri is not None:
+            what = (
+                f"both weights_filename={weights_filename!r} and register_uri={register_uri!r} "
+                "were given"
+            )
+        else:
+            what = "neither weights_filename nor register_uri was given"
+        super().__init__(
+            f"update_weights takes exactly one of weights_filename (a local file to store) "
+            f"or register_uri (an existing remote file to point at): {what}"
+        )
+
+
+class WeightsFileNotFoundError(InvalidArgumentError, FileNotFoundError):
+    """The weights file passed to ``update_weights`` does not exist."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(
+            f"weights file {str(path)!r} does not exist; pass the path of a file or a directory "
+            "that exists on this machine, or register_uri= for a file that is already stored"
+        )
+
+
+class TagFilterError(InvalidArgumentError):
+    """A tag filter uses an operator modelbook (and the ClearML server) does not know."""
+
+
+class NotFoundError(ModelbookError, ValueError):
+    """A record looked up by id or name does not exist."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """No model has the given id."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        super().__init__(
+            f"no model with id {model_id!r}; list existing models with `modelbook models ls` "
+            "or Model.query_models()"
+        )
+
+
+class TaskNotFoundError(NotFoundError):
+    """No task has the given id (or project and name)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"no task {what}; Task.init() creates one")
+
+
+class ProjectNotFoundError(NotFoundError):
+    """No project has the given name."""
+
+    def __init__(self, name: str, existing: Iterable[str]) -> None:
+        self.name = name
+        super().__init__(
+            f"No projects found when searching for `{name}`; "
+            f"existing projects: {_choices(existing)}"
+        )
+
+
+class ModelPublishedError(ModelbookError, ValueError):
+    """A published model is read-only: no new weights, design or labels."""
+
+    def __init__(self, model_id: str | None, name: str | None, what: str) -> None:
+        super().__init__(
+            f"Model is published and cannot be changed: cannot {what} of model {model_id!r} "
+            f"({name!r}). Published models are read-only; create a new OutputModel "
+            "(or OutputModel(base_model_id=...)) for new weights"
+        )
+
+
+class StorageError(ModelbookError):
+    """Moving bytes to or from a storage destination failed."""
+
+
+class BlobCorruptedError(StorageError):
+    """A stored file does not match the sha256 recorded when it was stored."""
+
+    def __init__(self, path: str, expected: str, actual: str) -> None:
+        self.path, self.expected, self.actual = path, expected, actual
+        super().__init__(
+            f"stored file {path!r} is corrupted: its sha256 is {actual}, but {expected} was "
+            "recorded when it was stored. Re-register the weights (update_weights) or restore "
+            "the file from a backup"
+        )
+
+
+class RegistryError(ModelbookError):
+    """The registry server answered a call with an error."""
+
+    def __init__(self, endpoint: str, message: str, status: int | None = None) -> None:
+        self.endpoint, self.message, self.status = endpoint, message, status
+        where = f" (HTTP {status})" if status else ""
+        super().__init__(f"{endpoint} failed{where}: {message}")
+
+
+class UploadError(StorageError):
+    """An upload could not be completed."""
+
+
+def check_choice(name: str, value: object, accepted: Iterable[str]) -> None:
+    """Raise :class:`InvalidArgumentError` unless ``value`` is one of ``accepted``."""
+    accepted = list(accepted)
+    if value not in accepted:
+        raise InvalidArgumentError(
+            f"{name}={value!r} is not accepted; use one of {_choices(accepted)}"
+        )

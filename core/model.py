@@ -1,0 +1,571 @@
+"""Registered models: ``Model`` (any model by id) and ``InputModel`` (a model a task uses).
+
+Both are lazy handles: constructing one sends nothing; the first property read fetches the
+record, and later reads use that snapshot until :meth:`BaseModel.reload`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelbook import config, validate
+from modelbook.backends.base import Backend
+from modelbook.errors import (
+    BlobCorruptedError,
+    InvalidArgumentError,
+    ModelbookError,
+    ModelPublishedError,
+    NotFoundError,
+    ProjectNotFoundError,
+    StorageError,
+)
+from modelbook.frameworks import Framework
+from modelbook.localcopy import extract_package, local_copy
+from modelbook.records import ARCHIVED_TAG, PACKAGE_TAG, ModelQuery, ModelRecord, ModelVersionRecord
+from modelbook.storage import driver_for, scheme_of
+from modelbook.storage.local import to_uri
+
+if TYPE_CHECKING:
+    from modelbook.task import Task
+
+log = logging.getLogger("modelbook")
+
+_METADATA_TYPES = {"float", "int", "bool", "str", "basestring", "list", "tuple", "dict"}
+
+
+class BaseModel:
+    """What every model handle offers: properties, metadata, publish, archive, weights."""
+
+    def __init__(self, backend: Backend | None = None) -> None:
+        self._backend = backend
+        self._record: ModelRecord | None = None
+
+    # -- plumbing -------------------------------------------------------------------------
+    @property
+    def _be(self) -> Backend:
+        if self._backend is None:
+            self._backend = config.get_backend()
+        return self._backend
+
+    @property
+    def id(self) -> str | None:
+        raise NotImplementedError
+
+    def _data(self) -> ModelRecord:
+        if self._record is None:
+            if self.id is None:
+                raise InvalidArgumentError("this OutputModel has no weights or record yet")
+            self._record = self._be.get_model(self.id)
+        return self._record
+
+    def _model_id(self) -> str:
+        """The id of the record, for calls that change it."""
+        return self._data().id
+
+    def _set(self, **fields: Any) -> None:
+        self._record = self._be.update_model(self._model_id(), **fields)
+
+    def reload(self) -> None:
+        """Fetch the record again (properties serve a snapshot until then)."""
+        self._record = None
+        self._data()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} id={self.id!r}>"
+
+    # -- properties -----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._data().name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._set(name=validate.name(value, "model name"))
+
+    @property
+    def comment(self) -> str:
+        return self._data().comment
+
+    @comment.setter
+    def comment(self, value: str) -> None:
+        self._set(comment=value or "")
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self._data().tags)
+
+    @tags.setter
+    def tags(self, value: Sequence[str]) -> None:
+        self._set(tags=validate.tags(value))
+
+    @property
+    def system_tags(self) -> list[str]:
+        return list(self._data().system_tags)
+
+    @system_tags.setter
+    def system_tags(self, value: Sequence[str]) -> None:
+        self._set(system_tags=validate.tags(value, "system_tags"))
+
+    @property
+    def project(self) -> str | None:
+        """The project **id** (as in ClearML)."""
+        return self._data().project
+
+    @project.setter
+    def project(self, value: str) -> None:
+        self._set(project=value)
+
+    @property
+    def task(self) -> str | None:
+        """Id of the task that created the model."""
+        return self._data().task
+
+    @property
+    def original_task(self) -> str | None:
+        return self._data().task
+
+    @property
+    def framework(self) -> str | None:
+        return self._data().framework
+
+    @property
+    def labels(self) -> dict[str, int]:
+        return dict(self._data().labels)
+
+    @property
+    def config_text(self) -> str:
+        return self._data().design
+
+    @property
+    def config_dict(self) -> dict[str, Any]:
+        return validate.config_dict(self.config_text)
+
+    @property
+    def url(self) -> str | None:
+        return self._data().uri
+
+    @property
+    def published(self) -> bool:
+        return self._data().ready
+
+    @property
+    def archived(self) -> bool:
+        return self._data().archived
+
+    @property
+    def created(self) -> datetime | None:
+        return self._data().created
+
+    @property
+    def last_update(self) -> datetime | None:
+        return self._data().last_update
+
+    @property
+    def iteration(self) -> int | None:
+        return self._data().iteration
+
+    @property
+    def archived_tag(self) -> str:
+        return ARCHIVED_TAG
+
+    @property
+    def versions(self) -> list[ModelVersionRecord]:
+        """Every registration of weights for this model, oldest first (modelbook only)."""
+        return self._be.list_model_versions(self._model_id())
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def publish(self) -> None:
+        """Mark the model published (read-only weights, design and labels). Idempotent."""
+        self._model_id()
+        if not self._data().ready:
+            self._set(ready=True)
+
+    def archive(self) -> None:
+        """Hide the model from queries (``include_archived=False``) and URL reuse."""
+        self._record = self._be.update_model(self._model_id(), add_system_tags=[ARCHIVED_TAG])
+
+    def unarchive(self) -> None:
+        self._record = self._be.update_model(self._model_id(), remove_system_tags=[ARCHIVED_TAG])
+
+    def _check_not_published(self, what: str) -> None:
+        if self.id is not None and self._data().ready:
+            raise ModelPublishedError(self.id, self._data().name, what)
+
+    # -- metadata -------------------------------------------------------------------------
+    def set_metadata(self, key: str, value: Any, v_type: str | None = None) -> bool:
+        """Add or update one metadata entry; ``v_type`` is one of float, int, bool, str,
+        list, tuple, dict (anything else is stored as "None", as ClearML does)."""
+        kind = str(v_type) if v_type in _METADATA_TYPES else "None"
+        self._record = self._be.set_model_metadata(self._model_id(), {str(key): (str(value), kind)})
+        return True
+
+    def get_metadata(self, key: str) -> str | None:
+        item = self._data().metadata.get(key)
+        return item["value"] if item else None
+
+    def get_metadata_casted(self, key: str) -> Any:
+        item = self._data().metadata.get(key)
+        return _cast(item["value"], item["type"]) if item else None
+
+    def get_all_metadata(self) -> dict[str, dict[str, str]]:
+        return {k: dict(v) for k, v in self._data().metadata.items()}
+
+    def get_all_metadata_casted(self) -> dict[str, Any]:
+        return {k: _cast(v["value"], v["type"]) for k, v in self._data().metadata.items()}
+
+    def set_all_metadata(
+        self, metadata: Mapping[str, Mapping[str, Any]], replace: bool = True
+    ) -> bool:
+        """Set many entries at once: ``{key: {"value": ..., "type": ...}}``; ``replace``
+        drops every key not given."""
+        items = {}
+        for key, item in metadata.items():
+            if not isinstance(item, Mapping) or "value" not in item:
+                raise InvalidArgumentError(
+                    f"metadata[{key!r}] must be a dict with 'value' (and optional 'type'), "
+                    f"got {item!r}"
+                )
+            items[str(key)] = (str(item["value"]), str(item.get("type")))
+        self._record = self._be.set_model_metadata(self._model_id(), items, replace=replace)
+        return True
+
+    # -- weights --------------------------------------------------------------------------
+    def get_weights(
+        self,
+        raise_on_error: bool = False,
+        force_download: bool = False,
+        extract_archive: bool = False,
+    ) -> str | None:
+        """A local path to the weights, verified against their sha256.
+
+        Returns None when the weights cannot be fetched, unless ``raise_on_error``. Corrupted
+        weights always raise :class:`BlobCorruptedError`.
+        """
+        try:
+            path = local_copy(self._data(), config.home() / "cache", force_download)
+            if extract_archive and path.suffix == ".zip":
+                return str(extract_package(path, config.home() / "cache", self._package_key()))
+            return str(path)
+        except BlobCorruptedError:
+            raise
+        except (StorageError, OSError) as exc:
+            if raise_on_error:
+                raise StorageError(str(exc)) from exc
+            log.warning("could not get the weights of model %s: %s", self.id, exc)
+            return None
+
+    def _package_key(self) -> str:
+        return self._data().sha256 or f"{self._data().id}-v{self._data().version}"
+
+    def get_weights_package(
+        self,
+        return_path: bool = False,
+        raise_on_error: bool = False,
+        force_download: bool = False,
+        extract_archive: bool = True,
+    ) -> str | list[Path] | None:
+        """The extracted folder of a package model (``return_path``) or its top entries."""
+        if PACKAGE_TAG not in self._data().system_tags:
+            raise InvalidArgumentError(
+                f"Model is not packaged: model {self.id!r} holds a single file; "
+                "use get_local_copy() or get_weights()"
+            )
+        archive = self.get_weights(raise_on_error, force_download)
+        if archive is None or not extract_archive:
+            return archive
+        folder = extract_package(Path(archive), config.home() / "cache", self._package_key())
+        return str(folder) if return_path else sorted(folder.glob("*"))
+
+
+def _cast(value: str, v_type: str) -> Any:
+    if v_type in ("list", "tuple", "dict"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if v_type == "bool":
+        return value.strip().lower() in ("true", "1", "yes", "y", "on")
+    if v_type in ("int", "float"):
+        try:
+            return int(value) if v_type == "int" else float(value)
+        except ValueError:
+            return value
+    if value == "" and v_type in ("None", ""):
+        return None
+    return value
+
+
+class Model(BaseModel):
+    """An existing model, by id.
+
+    Args:
+        model_id: the model's id.
+
+    Example:
+        >>> import modelbook, tempfile
+        >>> modelbook.configure(home=tempfile.mkdtemp())
+        >>> m = InputModel.import_model(weights_url="https://example.com/w.pt", name="demo")
+        >>> Model(m.id).name
+        'demo'
+    """
+
+    def __init__(self, model_id: str, _record: ModelRecord | None = None) -> None:
+        super().__init__()
+        if not isinstance(model_id, str) or not model_id:
+            raise InvalidArgumentError(f"model_id must be a non-empty string, got {model_id!r}")
+        self._id = model_id
+        self._record = _record
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    def get_local_copy(
+        self,
+        extract_archive: bool | None = None,
+        raise_on_error: bool = False,
+        force_download: bool = False,
+    ) -> str | None:
+        """A local path to the weights: the file, or for a package the extracted folder.
+
+        The file is checked against the sha256 recorded when it was stored; a mismatch
+        raises :class:`~modelbook.errors.BlobCorruptedError`.
+        """
+        if PACKAGE_TAG in self._data().system_tags:
+            return self.get_weights_package(  # type: ignore[return-value]
+                return_path=True,
+                raise_on_error=raise_on_error,
+                force_download=force_download,
+                extract_archive=extract_archive is not False,
+            )
+        return self.get_weights(raise_on_error, force_download, bool(extract_archive))
+
+    @classmethod
+    def query_models(
+        cls,
+        project_name: str | None = None,
+        model_name: str | None = None,
+        tags: Sequence[str | None] | None = None,
+        only_published: bool = False,
+        include_archived: bool = False,
+        max_results: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> list[Model]:
+        """Models matching all the given filters, **newest created first** (by creation
+        time, as ClearML's code does; its docstring says last update).
+
+        Args:
+            project_name: exact project name; its sub-projects are not included.
+            model_name: exact, case-sensitive model name.
+            tags: ClearML tag filter: plain tags are any-of, ``-tag`` excludes, and the
+                ``__$all`` / ``__$any`` / ``__$not`` / ``__$nop`` operators work as on the
+                ClearML server (see :mod:`modelbook.store.tagfilter`).
+            only_published: only published models.
+            include_archived: include archived models.
+            max_results: at most this many.
+            metadata: ``{key: value}`` exact matches.
+
+        Raises:
+            ProjectNotFoundError: no project has that name (the message lists those that do).
+            TagFilterError: the tag filter uses an unknown operator.
+        """
+        backend = config.get_backend()
+        projects = None
+        if project_name is not None:
+            project = backend.find_project(project_name)
+            if project is None:
+                raise ProjectNotFoundError(project_name, [p.name for p in backend.list_projects()])
+            projects = [project.id]
+        if max_results is not None and (not isinstance(max_results, int) or max_results < 0):
+            raise InvalidArgumentError(
+                f"max_results must be a non-negative int, got {max_results!r}"
+            )
+        query = ModelQuery(
+            projects=projects,
+            name=model_name,
+            tags=validate.tags(tags, allow_none_terms=True) or None,
+            system_tags=None if include_archived else [f"-{ARCHIVED_TAG}"],
+            ready=True if only_published else None,
+            metadata=dict(metadata) if metadata else None,
+            limit=max_results,
+        )
+        return [cls(r.id, r) for r in backend.query_models(query)]
+
+    @classmethod
+    def remove(
+        cls,
+        model: str | BaseModel,
+        delete_weights_file: bool = True,
+        force: bool = False,
+        raise_on_errors: bool = False,
+    ) -> bool:
+        """Delete a model record and, unless another model still uses them, its files.
+
+        Returns False if the record was deleted but a file could not be (or the model does
+        not exist), unless ``raise_on_errors``.
+        """
+        backend = config.get_backend()
+        model_id = model if isinstance(model, str) else model.id
+        try:
+            record = backend.get_model(str(model_id))
+            uris = {v.uri for v in backend.list_model_versions(record.id)}
+            if record.uri:
+                uris.add(record.uri)
+            backend.delete_model(record.id)
+            if delete_weights_file:
+                for uri in uris:
+                    if not backend.count_models(ModelQuery(uri=[uri])):
+                        driver_for(uri).delete(uri)
+        except (ModelbookError, OSError) as exc:
+            if raise_on_errors:
+                raise
+            log.warning("could not remove model %s: %s", model_id, exc)
+            return False
+        return True
+
+
+class InputModel(Model):
+    """A registered model that a task uses, found by id or by name / project / tags.
+
+    Args:
+        model_id: the model's id; when given, the other arguments are ignored.
+        name: exact model name.
+        project: project name.
+        tags: ClearML tag filter.
+        only_published: only published models.
+
+    Raises:
+        NotFoundError: nothing matches name / project / tags.
+
+    Example:
+        >>> import modelbook, tempfile
+        >>> modelbook.configure(home=tempfile.mkdtemp())
+        >>> _ = InputModel.import_model(weights_url="https://example.com/w.pt", name="resnet")
+        >>> InputModel(name="resnet").url
+        'https://example.com/w.pt'
+    """
+
+    def __init__(
+        self,
+        model_id: str | None = None,
+        name: str | None = None,
+        project: str | None = None,
+        tags: Sequence[str] | None = None,
+        only_published: bool = False,
+    ) -> None:
+        record = None
+        if model_id is None:
+            found = Model.query_models(
+                project_name=project,
+                model_name=name,
+                tags=tags,
+                only_published=only_published,
+                max_results=1,
+            )
+            if not found:
+                raise NotFoundError(
+                    f"Could not locate model with project={project!r} name={name!r} "
+                    f"tags={tags!r} published={only_published}"
+                )
+            model_id, record = found[0].id, found[0]._record
+        super().__init__(model_id, record)
+
+    @classmethod
+    def import_model(
+        cls,
+        weights_url: str,
+        config_text: str | None = None,
+        config_dict: dict | None = None,
+        label_enumeration: Mapping[str, int] | None = None,
+        name: str | None = None,
+        project: str | None = None,
+        tags: list[str] | None = None,
+        comment: str | None = None,
+        is_package: bool = False,
+        create_as_published: bool = False,
+        framework: str | None = None,
+    ) -> InputModel:
+        """Register weights that already exist at ``weights_url`` (nothing is copied).
+
+        If a non-archived model already points at exactly this URL, that model is returned
+        and every other argument is ignored (ClearML's rule).
+        """
+        from modelbook.task import Task
+
+        if not weights_url or not isinstance(weights_url, str):
+            raise InvalidArgumentError(
+                f"weights_url must be a non-empty string, got {weights_url!r}"
+            )
+        design = validate.config_text(config_text, config_dict)
+        labels = validate.labels(label_enumeration)
+        tag_list = validate.tags(tags)
+        url = weights_url if scheme_of(weights_url) else to_uri(weights_url)
+        existing = cls.load_model(url)
+        if existing is not None:
+            log.info("A model with uri %s already exists. Selecting it", url)
+            return existing
+        backend = config.get_backend()
+        task = Task.current_task()
+        fields: dict[str, Any] = {"name": name, "comment": comment or "", "project": None}
+        if task is not None:
+            fields["comment"] = f"Imported by task id: {task.id}" + (
+                f"\n{comment}" if comment else ""
+            )
+            fields["project"] = task.project
+            fields["name"] = name or f"Imported by {task.name}"
+        if project is not None:
+            fields["project"] = backend.get_or_create_project(project).id
+        record = backend.create_model(
+            **fields,
+            uri=url,
+            tags=tag_list,
+            system_tags=[PACKAGE_TAG] if is_package else [],
+            design=design or "",
+            labels=labels,
+            framework=framework or Framework.infer(url),
+            ready=bool(create_as_published),
+        )
+        return cls(record.id)
+
+    @classmethod
+    def load_model(cls, weights_url: str, load_archived: bool = False) -> InputModel | None:
+        """The newest model registered with exactly this URL, or None."""
+        url = weights_url if scheme_of(weights_url) else to_uri(weights_url)
+        query = ModelQuery(
+            uri=[url], system_tags=None if load_archived else [f"-{ARCHIVED_TAG}"], limit=1
+        )
+        found = config.get_backend().query_models(query)
+        return cls(found[0].id) if found else None
+
+    @classmethod
+    def empty(
+        cls,
+        config_text: str | None = None,
+        config_dict: dict | None = None,
+        label_enumeration: Mapping[str, int] | None = None,
+    ) -> InputModel:
+        """A placeholder input model (id "empty") that only carries a design and labels."""
+        model = cls.__new__(cls)
+        BaseModel.__init__(model)
+        model._id = "empty"
+        model._record = ModelRecord(
+            id="empty",
+            name="empty",
+            design=validate.config_text(config_text, config_dict) or "",
+            labels=validate.labels(label_enumeration),
+        )
+        return model
+
+    def connect(
+        self, task: Task, name: str | None = None, ignore_remote_overrides: bool = False
+    ) -> None:
+        """Register this model as an input of ``task``, under ``name`` (default: the stem of
+        its URL). The task takes the model's design and labels if it has none."""
+        record = self._data()
+        entry = name or (Path(record.uri).stem if record.uri else "") or "Input Model"
+        task._connect_model(self, "input", entry, record.design, record.labels)

@@ -1,0 +1,433 @@
+"""``OutputModel``: the model a task produces, and the one place weights get registered."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelbook import validate
+from modelbook.errors import (
+    InvalidArgumentError,
+    StorageError,
+    WeightsArgumentError,
+    WeightsFileNotFoundError,
+)
+from modelbook.frameworks import Framework
+from modelbook.localcopy import make_package
+from modelbook.model import BaseModel
+from modelbook.records import PACKAGE_TAG, ModelRecord
+from modelbook.storage import StoredObject, driver_for, scheme_of
+from modelbook.storage.local import put_content_addressed, to_path, to_uri
+
+if TYPE_CHECKING:
+    from modelbook.task import Task
+
+log = logging.getLogger("modelbook")
+
+
+class OutputModel(BaseModel):
+    """A model owned by a task; each ``update_weights`` registers a new version of it.
+
+    Nothing is written until the first ``update_weights`` (or metadata / publish call):
+    then the model record is created, connected to the task, and the weights are stored.
+
+    Args:
+        task: the owning task (default: ``Task.current_task()``).
+        config_text: the model design as text (exclusive with ``config_dict``).
+        config_dict: the model design as a dict.
+        label_enumeration: ``{label: int id}``; default: the task's labels.
+        name: model name; default: the task name.
+        tags: user tags.
+        comment: free text, after "Created by task id: <id>".
+        framework: e.g. "PyTorch"; default: inferred from the first weights file name.
+        base_model_id: reuse this existing model record instead of creating one.
+
+    Example:
+        >>> import modelbook, tempfile, pathlib
+        >>> modelbook.configure(home=tempfile.mkdtemp())
+        >>> task = Task.init(project_name="docs", task_name="output model")
+        >>> weights = pathlib.Path(tempfile.mkdtemp()) / "model.pt"
+        >>> _ = weights.write_bytes(b"weights")
+        >>> model = OutputModel(task=task, framework="PyTorch")
+        >>> model.update_labels({"background": 0, "label": 255})
+        >>> uri = model.update_weights(weights_filename=str(weights), iteration=1)
+        >>> model.iteration, model.labels["label"]
+        (1, 255)
+        >>> task.close()
+    """
+
+    def __init__(
+        self,
+        task: Task | None = None,
+        config_text: str | None = None,
+        config_dict: dict | None = None,
+        label_enumeration: Mapping[str, int] | None = None,
+        name: str | None = None,
+        tags: Sequence[str] | None = None,
+        comment: str | None = None,
+        framework: str | None = None,
+        base_model_id: str | None = None,
+    ) -> None:
+        from modelbook.task import Task
+
+        task = task or Task.current_task()
+        if task is None:
+            raise InvalidArgumentError(
+                "task object was not provided, and no current task was found; "
+                "call Task.init(...) first or pass task="
+            )
+        super().__init__(task._be)
+        self._task = task
+        self._id: str | None = None
+        self._entry_name: str | None = None
+        self._upload_uri: str | None = task.output_uri
+        self._pending: dict[str, Any] = {
+            "name": validate.name(name, "model name") if name is not None else task.name,
+            "tags": validate.tags(tags),
+            "comment": f"Created by task id: {task.id}" + (f"\n{comment}" if comment else ""),
+            "framework": str(framework) if framework else None,
+            "design": validate.config_text(config_text, config_dict),
+            "labels": validate.labels(label_enumeration) if label_enumeration is not None else None,
+        }
+        if base_model_id:
+            self._adopt(base_model_id, name is not None)
+
+    @property
+    def id(self) -> str | None:
+        return self._id
+
+    @property
+    def upload_storage_uri(self) -> str | None:
+        return self._upload_uri
+
+    def _adopt(self, model_id: str, rename: bool) -> None:
+        record = self._be.get_model(model_id)
+        pending = self._pending
+        fields: dict[str, Any] = {
+            "task": self._task.id,
+            "project": self._task.project,
+            "comment": record.comment + f"\nOverwritten by task id: {self._task.id}",
+        }
+        if rename:
+            fields["name"] = pending["name"]
+        for key in ("design", "labels", "framework"):
+            if pending[key] is not None:
+                fields[key] = pending[key]
+        if pending["tags"]:
+            fields["tags"] = pending["tags"]
+        self._id = model_id
+        self._record = self._be.update_model(model_id, **fields)
+        entry = Path(record.uri).stem if record.uri else "Output Model"
+        self._task._connect_model(self, "output", entry, self._record.design, self._record.labels)
+        self._entry_name = entry
+
+    def _ensure_created(self, entry_name: str | None = None) -> None:
+        if self._id is not None:
+            return
+        pending, task_record = self._pending, self._task._data()
+        parent = next(
+            (
+                e.model
+                for e in task_record.input_models
+                if e.name == (self._entry_name or entry_name)
+            ),
+            None,
+        )
+        record = self._be.create_model(
+            name=pending["name"],
+            project=task_record.project,
+            task=task_record.id,
+            comment=pending["comment"],
+            tags=pending["tags"],
+            framework=pending["framework"],
+            design=pending["design"] if pending["design"] is not None else task_record.model_config,
+            labels=pending["labels"] if pending["labels"] is not None else task_record.labels,
+            parent=parent,
+        )
+        self._id, self._record = record.id, record
+        entry = self._entry_name or entry_name or "Output Model"
+        self._task._connect_model(self, "output", entry, record.design, record.labels)
+        self._entry_name = entry
+
+    def _data(self) -> ModelRecord:
+        if self._id is None:  # not stored yet: what it will be created with
+            pending, task = self._pending, self._task._data()
+            return ModelRecord(
+                id=None,  # type: ignore[arg-type]
+                name=pending["name"],
+                project=task.project,
+                task=task.id,
+                comment=pending["comment"],
+                tags=list(pending["tags"]),
+                framework=pending["framework"],
+                design=pending["design"] if pending["design"] is not None else task.model_config,
+                labels=pending["labels"] if pending["labels"] is not None else task.labels,
+            )
+        return super()._data()
+
+    def _model_id(self) -> str:
+        self._ensure_created()
+        return self._id  # type: ignore[return-value]
+
+    # -- ClearML surface ------------------------------------------------------------------
+    def connect(self, task: Task, name: str | None = None, **_: Any) -> None:
+        """Connect to the owning task under the entry ``name``."""
+        if task.id != self._task.id:
+            raise InvalidArgumentError(
+                "Can only connect preexisting model to task, but this is a fresh model: "
+                f"this OutputModel belongs to task {self._task.id!r}, not {task.id!r}"
+            )
+        if name:
+            self._entry_name = name
+        if self._id is not None:
+            record = self._data()
+            self._task._connect_model(
+                self, "output", self._entry_name or "Output Model", record.design, record.labels
+            )
+
+    def set_upload_destination(self, uri: str) -> None:
+        """Store this model's weights under ``uri`` (a folder, ``file://``, ``http(s)://``)."""
+        if not uri:
+            return
+        self._check_not_published("set the upload destination")
+        self._upload_uri = check_destination(uri)
+
+    def update_labels(self, labels: Mapping[str, int]) -> None:
+        """Set the label enumeration ``{name: int}`` of the model (and of its task)."""
+        checked = validate.labels(labels)
+        self._check_not_published("change the labels")
+        self._task._be.update_task(self._task.id, labels=checked)
+        if self._id is None:
+            self._pending["labels"] = checked
+        else:
+            self._set(labels=checked)
+
+    def update_design(
+        self, config_text: str | None = None, config_dict: dict | None = None
+    ) -> bool:
+        """Set the model design (architecture / configuration) text."""
+        design = validate.config_text(config_text, config_dict) or ""
+        self._check_not_published("change the design")
+        if not self._task._data().model_config:
+            self._task._be.update_task(self._task.id, model_config=design)
+        if self._id is None:
+            self._pending["design"] = design
+        else:
+            self._set(design=design)
+        return True
+
+    @property
+    def labels(self) -> dict[str, int]:
+        return super().labels
+
+    @labels.setter
+    def labels(self, value: Mapping[str, int]) -> None:
+        self.update_labels(value)
+
+    @property
+    def config_text(self) -> str:
+        return super().config_text
+
+    @config_text.setter
+    def config_text(self, value: str) -> None:
+        self.update_design(config_text=value)
+
+    @property
+    def config_dict(self) -> dict[str, Any]:
+        return super().config_dict
+
+    @config_dict.setter
+    def config_dict(self, value: dict) -> None:
+        self.update_design(config_dict=value)
+
+    def update_weights(
+        self,
+        weights_filename: str | os.PathLike[str] | None = None,
+        upload_uri: str | None = None,
+        target_filename: str | None = None,
+        auto_delete_file: bool = True,
+        register_uri: str | None = None,
+        iteration: int | None = None,
+        update_comment: bool = True,
+        is_package: bool = False,
+        async_enable: bool = True,
+    ) -> str:
+        """Store new weights and make them the model's current version.
+
+        Give exactly one of ``weights_filename`` (a local file, or a folder: it is stored as
+        a package) and ``register_uri`` (a file already stored elsewhere, not copied).
+
+        Where the file goes: ``upload_uri``, else the destination set earlier on this model,
+        else the task's ``output_uri``, else the backend's default (the embedded store's
+        blob folder, or the server's files host). The model's URL moves only once the file
+        is completely stored, with its sha256 and size recorded.
+
+        Returns:
+            The URI the weights are stored at.
+
+        Raises:
+            WeightsArgumentError: both or neither of weights_filename and register_uri.
+            WeightsFileNotFoundError: weights_filename does not exist.
+            ModelPublishedError: the model is published.
+        """
+        if (weights_filename is None) == (register_uri is None):
+            raise WeightsArgumentError(weights_filename, register_uri)
+        if iteration is not None and (
+            not isinstance(iteration, int) or isinstance(iteration, bool)
+        ):
+            raise InvalidArgumentError(f"iteration must be an int, got {iteration!r}")
+        self._check_not_published("update the weights")
+        if register_uri is not None:
+            return self._register(register_uri, iteration, update_comment, is_package)
+        path = Path(weights_filename)  # type: ignore[arg-type]
+        if not path.exists():
+            raise WeightsFileNotFoundError(path)
+        if path.is_dir():
+            return self.update_weights_package(
+                weights_path=str(path),
+                upload_uri=upload_uri,
+                target_filename=target_filename or path.name,
+                auto_delete_file=auto_delete_file,
+                iteration=iteration,
+                async_enable=async_enable,
+            )
+        if upload_uri:
+            self.set_upload_destination(upload_uri)
+        target = target_filename or path.name
+        self._ensure_created(Path(target).stem)
+        explicit = self._upload_uri
+        stored = self._store(path, target)
+        comment = f"snapshot {weights_filename} stored\n{self.comment}" if update_comment else None
+        self._record = self._be.add_model_version(
+            self._id,  # type: ignore[arg-type]
+            uri=stored.uri,
+            sha256=stored.sha256,
+            size=stored.size,
+            iteration=iteration,
+            comment=comment,
+            framework=None if self.framework else Framework.infer(target),
+            is_package=is_package,
+        )
+        if auto_delete_file and explicit:
+            path.unlink(missing_ok=True)
+        return stored.uri
+
+    def _register(
+        self, uri: str, iteration: int | None, update_comment: bool, is_package: bool
+    ) -> str:
+        uri = uri if scheme_of(uri) else to_uri(uri)
+        self._ensure_created(Path(uri).stem)
+        comment = f"snapshot {uri} stored\n{self.comment}" if update_comment else None
+        self._record = self._be.add_model_version(
+            self._id,  # type: ignore[arg-type]
+            uri=uri,
+            sha256=None,
+            size=None,
+            iteration=iteration,
+            comment=comment,
+            framework=None if self.framework else Framework.infer(uri),
+            is_package=is_package,
+        )
+        return uri
+
+    def _store(self, path: Path, target: str) -> StoredObject:
+        if "/" in target or "\\" in target or target in ("", ".", ".."):
+            raise InvalidArgumentError(f"target_filename must be a plain file name, got {target!r}")
+        if self._upload_uri is None and self._be.default_layout == "content":
+            root = to_path(self._be.default_destination())
+            return put_content_addressed(path, root, target)
+        root = (self._upload_uri or self._be.default_destination()).rstrip("/")
+        task = self._task
+        uri = f"{root}/{task.project_name}/{task.name[:128]}.{task.id}/models/{target}"
+        return driver_for(uri).put(path, uri)
+
+    def update_weights_package(
+        self,
+        weights_filenames: Sequence[str] | None = None,
+        weights_path: str | None = None,
+        upload_uri: str | None = None,
+        target_filename: str | None = None,
+        auto_delete_file: bool = True,
+        iteration: int | None = None,
+        async_enable: bool = True,
+    ) -> str:
+        """Store several files, or a whole folder (recursively), as one zip package.
+
+        The model gets the ``package`` system tag; ``get_local_copy()`` returns the
+        extracted folder. Returns the URI of the stored zip.
+        """
+        if (weights_filenames is None) == (weights_path is None):
+            raise InvalidArgumentError(
+                "update_weights_package takes exactly one of weights_filenames (a list of "
+                "files) or weights_path (a folder)"
+            )
+        if weights_path is not None:
+            base = Path(weights_path)
+            if not base.is_dir():
+                raise WeightsFileNotFoundError(base)
+            paths = [base]
+        else:
+            paths = [Path(p) for p in validate.tags(weights_filenames, "weights_filenames")]
+            missing = [p for p in paths if not p.exists()]
+            if missing or not paths:
+                raise WeightsFileNotFoundError(missing[0] if missing else "(empty list)")
+            base = paths[0].parent if len(paths) == 1 else Path(os.path.commonpath(paths))
+        target = target_filename or "model_package.zip"
+        target = target if target.endswith(".zip") else f"{target}.zip"
+        with tempfile.TemporaryDirectory(prefix="modelbook-package-") as tmp:
+            archive = Path(tmp) / target
+            make_package(paths, base, archive)
+            uri = self.update_weights(
+                weights_filename=str(archive),
+                upload_uri=upload_uri,
+                target_filename=target,
+                auto_delete_file=False,
+                iteration=iteration,
+                update_comment=False,
+                is_package=True,
+                async_enable=async_enable,
+            )
+        if auto_delete_file and self._upload_uri:
+            for p in paths:
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        return uri
+
+    @classmethod
+    def wait_for_uploads(
+        cls, timeout: float | None = None, max_num_uploads: int | None = None
+    ) -> None:
+        """Wait for this process's pending uploads (stores are synchronous for now)."""
+
+    @classmethod
+    def set_default_upload_uri(cls, output_uri: str | None) -> None:
+        """Kept for ClearML compatibility; set ``Task.init(output_uri=...)`` instead."""
+        log.warning("OutputModel.set_default_upload_uri is ignored; use Task.init(output_uri=...)")
+
+
+def check_destination(uri: str) -> str:
+    """Validate a weights destination and return it conformed (``file://`` for paths)."""
+    if not isinstance(uri, str):
+        raise InvalidArgumentError(f"destination must be a string URI, got {uri!r}")
+    scheme = scheme_of(uri)
+    if scheme in ("", "file"):
+        path = to_path(uri)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".modelbook-write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise StorageError(
+                f"Could not set destination uri to: {uri} [Check write permissions]: {exc}"
+            ) from exc
+        return to_uri(path).rstrip("/")
+    driver_for(uri)  # raises for schemes no driver handles
+    return uri.rstrip("/")
+
+
+__all__ = ["PACKAGE_TAG", "OutputModel"]

@@ -1,0 +1,138 @@
+"""Plain records exchanged between the user objects (Task, Model) and a backend.
+
+They mirror the ClearML server's task and model documents, restricted to the fields the Model
+API reads and writes. A backend returns fresh records; user objects never mutate them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+#: The system tag that marks an archived model or task (ClearML's ``archived_tag``).
+ARCHIVED_TAG = "archived"
+#: The system tag that marks a model whose weights are a zip of a directory.
+PACKAGE_TAG = "package"
+
+TASK_STATUSES = ("created", "in_progress", "stopped", "completed", "failed", "published", "closed")
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    id: str
+    name: str
+    created: datetime
+    default_output_destination: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskModelEntry:
+    """One named entry of a task's ``models.input`` or ``models.output`` list."""
+
+    name: str
+    model: str
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    id: str
+    name: str
+    project: str | None
+    type: str = "training"
+    status: str = "created"
+    comment: str = ""
+    tags: list[str] = field(default_factory=list)
+    system_tags: list[str] = field(default_factory=list)
+    created: datetime | None = None
+    last_update: datetime | None = None
+    output_destination: str | None = None
+    #: ``{section: {name: value}}``, values as strings (ClearML hyper-parameters).
+    hyperparams: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The task's label enumeration (ClearML ``execution.model_labels``).
+    labels: dict[str, int] = field(default_factory=dict)
+    #: The task's model design text (ClearML configuration section "General").
+    model_config: str = ""
+    last_iteration: int = 0
+    input_models: list[TaskModelEntry] = field(default_factory=list)
+    output_models: list[TaskModelEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    id: str
+    name: str
+    project: str | None = None
+    task: str | None = None
+    comment: str = ""
+    tags: list[str] = field(default_factory=list)
+    system_tags: list[str] = field(default_factory=list)
+    framework: str | None = None
+    design: str = ""
+    labels: dict[str, int] = field(default_factory=dict)
+    uri: str | None = None
+    ready: bool = False
+    created: datetime | None = None
+    last_update: datetime | None = None
+    iteration: int | None = None
+    parent: str | None = None
+    #: ``{key: {"key": key, "value": str, "type": str}}`` as ClearML returns it.
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: sha256 and size of the stored weights, recorded when they were stored.
+    sha256: str | None = None
+    size: int | None = None
+    #: How many times weights were registered for this model.
+    version: int = 0
+
+    @property
+    def archived(self) -> bool:
+        return ARCHIVED_TAG in self.system_tags
+
+
+@dataclass(frozen=True)
+class ModelVersionRecord:
+    """One registration of weights for a model: what ``update_weights`` stored."""
+
+    model: str
+    version: int
+    uri: str
+    sha256: str | None
+    size: int | None
+    iteration: int | None
+    created: datetime
+    comment: str = ""
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelQuery:
+    """A query for models, with the ClearML server's ``models.get_all`` semantics.
+
+    Attributes:
+        projects: project ids; a model must be in one of them (sub-projects not included).
+        name: exact, case-sensitive name.
+        name_pattern: a regular expression searched in the name (the server's ``name`` field).
+        tags / system_tags: ClearML tag filters (plain list = any-of, ``-x`` excludes,
+            ``__$all`` / ``__$any`` / ``__$not`` / ``__$nop`` operators).
+        ready: only published (True) or only unpublished (False) models.
+        uri: exact uri match (any of the list).
+        task: creating task id.
+        metadata: ``{key: value}``, exact value matches.
+        ids: restrict to these ids.
+        order_by: field names, ``-`` prefix for descending; default newest created first.
+        offset / limit: paging.
+    """
+
+    projects: list[str] | None = None
+    name: str | None = None
+    name_pattern: str | None = None
+    tags: list[Any] | None = None
+    system_tags: list[Any] | None = None
+    ready: bool | None = None
+    uri: list[str] | None = None
+    task: str | None = None
+    metadata: dict[str, str] | None = None
+    ids: list[str] | None = None
+    order_by: list[str] = field(default_factory=lambda: ["-created"])
+    offset: int = 0
+    limit: int | None = None

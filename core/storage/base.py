@@ -1,0 +1,61 @@
+"""The storage driver interface: moving whole files to and from a destination URI."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A file that a driver stored completely: where, and what it holds."""
+
+    uri: str
+    sha256: str
+    size: int
+
+
+class StorageDriver(ABC):
+    """Moves files for one family of URI schemes.
+
+    ``put`` is all-or-nothing: when it returns, the object at ``uri`` is complete and its
+    sha256 and size are the ones returned; when it raises, no partial object is visible at
+    ``uri`` (a previous object there is left as it was).
+    """
+
+    schemes: tuple[str, ...] = ()
+
+    @abstractmethod
+    def put(self, src: Path, uri: str) -> StoredObject:
+        """Store the local file ``src`` at ``uri``."""
+
+    @abstractmethod
+    def get(self, uri: str, dest: Path) -> None:
+        """Download ``uri`` to the local path ``dest``, atomically (temp name, then rename)."""
+
+    @abstractmethod
+    def delete(self, uri: str) -> bool:
+        """Delete ``uri``; return False if it did not exist."""
+
+    @abstractmethod
+    def exists(self, uri: str) -> bool:
+        """Whether an object is stored at ``uri``."""
+
+    def local_path(self, uri: str) -> Path | None:
+        """The local file behind ``uri`` when it can be read in place (file://), else None."""
+        return None
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """Return the sha256 hex digest and the size of a file, reading it in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size

@@ -1,0 +1,162 @@
+"""The registry's tables (SQLAlchemy Core) and the migrations that build them.
+
+One schema serves SQLite (the embedded store and the default server) and PostgreSQL. Each
+migration is a function taking a connection; ``migrate`` runs the ones a database has not
+seen yet, inside one transaction, and records the version reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(1024), nullable=False, unique=True),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("default_output_destination", sa.Text),
+)
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(1024), nullable=False),
+    sa.Column("project", sa.String(64), index=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, default=""),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("system_tags", sa.JSON, nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_update", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("output_destination", sa.Text),
+    sa.Column("hyperparams", sa.JSON, nullable=False),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("model_config", sa.Text, nullable=False, default=""),
+    sa.Column("last_iteration", sa.Integer, nullable=False, default=0),
+    sa.Index("ix_tasks_project_name", "project", "name"),
+)
+
+task_models = sa.Table(
+    "task_models",
+    metadata,
+    sa.Column("task", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("name", sa.String(1024), primary_key=True),
+    sa.Column("model", sa.String(64), nullable=False, index=True),
+    sa.Column("position", sa.Integer, nullable=False),
+)
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(1024), nullable=False, index=True),
+    sa.Column("project", sa.String(64)),
+    sa.Column("task", sa.String(64), index=True),
+    sa.Column("comment", sa.Text, nullable=False, default=""),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("system_tags", sa.JSON, nullable=False),
+    sa.Column("framework", sa.String(128)),
+    sa.Column("design", sa.Text, nullable=False, default=""),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("uri", sa.Text),
+    sa.Column("ready", sa.Boolean, nullable=False, default=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_update", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("iteration", sa.Integer),
+    sa.Column("parent", sa.String(64)),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("version", sa.Integer, nullable=False, default=0),
+    sa.Index("ix_models_project_seq", "project", "seq"),
+    sa.Index("ix_models_uri", "uri"),
+)
+
+#: One row per (model, tag); kind "u" = user tag, "s" = system tag. Queries filter on it.
+model_tags = sa.Table(
+    "model_tags",
+    metadata,
+    sa.Column("model_seq", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(1), primary_key=True),
+    sa.Column("tag", sa.String(1024), primary_key=True),
+    sa.Index("ix_model_tags_tag", "kind", "tag", "model_seq"),
+)
+
+model_metadata = sa.Table(
+    "model_metadata",
+    metadata,
+    sa.Column("model_seq", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(1024), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Index("ix_model_metadata_kv", "key", "value"),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("model_seq", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("uri", sa.Text, nullable=False),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("iteration", sa.Integer),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, default=""),
+    sa.Column("metadata", sa.JSON, nullable=False),
+)
+
+#: Key-value settings of one store (e.g. the server's signing key); never secrets in clear.
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+)
+
+
+def _v1_initial(conn: sa.Connection) -> None:
+    metadata.create_all(conn)
+
+
+#: The migrations, in order; index + 1 is the version each one brings the schema to.
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(conn: sa.Connection) -> int:
+    if not sa.inspect(conn).has_table("schema_version"):
+        return 0
+    return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+
+
+def migrate(conn: sa.Connection) -> int:
+    """Bring the schema to :data:`SCHEMA_VERSION` and return the version found before."""
+    found = current_version(conn)
+    if found > SCHEMA_VERSION:
+        from modelbook.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"this store has schema version {found}, newer than this modelbook "
+            f"(which knows up to {SCHEMA_VERSION}); upgrade modelbook: pip install -U modelbook"
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        MIGRATIONS[version - 1](conn)
+        conn.execute(sa.insert(schema_version).values(version=version))
+    return found

@@ -1,0 +1,479 @@
+"""``Task``: one run of a training script, the owner of the models it produces."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from modelbook import config, validate
+from modelbook.backends.base import Backend
+from modelbook.errors import InvalidArgumentError, TaskNotFoundError
+from modelbook.model import BaseModel, InputModel, Model
+from modelbook.records import ModelQuery, TaskRecord
+
+if TYPE_CHECKING:
+    pass
+
+log = logging.getLogger("modelbook")
+
+
+class ModelList(list):
+    """A list of models that can also be indexed by task entry name (``models["best"]``)."""
+
+    def __init__(self, items: Sequence[tuple[str, Model]]) -> None:
+        super().__init__(model for _, model in items)
+        self._by_name = dict(items)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return self._by_name[key]
+        return super().__getitem__(key)
+
+    def keys(self) -> list[str]:
+        return list(self._by_name)
+
+    def get(self, key: str, default: Any = None) -> Model | None:
+        return self._by_name.get(key, default)
+
+
+class TaskModels(dict):
+    """``{"input": ModelList, "output": ModelList}``, also readable as ``.input`` / ``.output``."""
+
+    @property
+    def input(self) -> ModelList:
+        return self["input"]
+
+    @property
+    def output(self) -> ModelList:
+        return self["output"]
+
+
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{name}/"))
+        else:
+            flat[name] = "" if value is None else str(value)
+    return flat
+
+
+class Task:
+    """A training run: it owns output models and records hyper-parameters and inputs.
+
+    Create one with :meth:`Task.init`; fetch one with :meth:`Task.get_task`.
+
+    Example:
+        >>> import modelbook, tempfile
+        >>> modelbook.configure(home=tempfile.mkdtemp())
+        >>> task = Task.init(project_name="examples", task_name="demo")
+        >>> task.connect({"lr": 0.1, "layers": 2})["lr"]
+        0.1
+        >>> task.get_parameters()["General/lr"]
+        '0.1'
+        >>> task.close()
+        >>> Task.get_task(task_id=task.id).status
+        'completed'
+    """
+
+    _current: ClassVar[Task | None] = None
+    _exit_hooked: ClassVar[bool] = False
+    _failed: ClassVar[bool] = False
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, record: TaskRecord, backend: Backend) -> None:
+        """Wrap a task record; use :meth:`init` or :meth:`get_task` instead."""
+        self._be = backend
+        self._record: TaskRecord | None = record
+        self._id = record.id
+        self._closed = False
+        self._project_name: str | None = None
+
+    # -- creation -------------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        task_type: str = "training",
+        tags: Sequence[str] | None = None,
+        reuse_last_task_id: bool | str = True,
+        continue_last_task: bool | str | int = False,
+        output_uri: str | bool | None = None,
+        auto_connect_arg_parser: bool | Mapping[str, bool] = True,
+        auto_connect_frameworks: bool | Mapping[str, Any] = True,
+        auto_resource_monitoring: bool = True,
+        auto_connect_streams: bool | Mapping[str, bool] = True,
+        deferred_init: bool = False,
+    ) -> Task:
+        """Start the task of this process (or return it, if one was already started).
+
+        Args:
+            project_name: project to create the task in (created if needed).
+            task_name: task name; default: the script's file name.
+            task_type: free text, e.g. "training", "testing".
+            tags: user tags.
+            reuse_last_task_id: reuse the newest task with the same project and name if it
+                holds nothing yet (no models, no parameters); a string reuses that task id.
+            continue_last_task: continue the newest task with this project and name, keeping
+                its models; a string continues that task id.
+            output_uri: default weights destination of its models: a folder, ``file://``,
+                ``http(s)://`` files server; True = the backend's default; False/None = none
+                (weights go to the backend default store, as with True).
+            auto_connect_arg_parser: accepted for compatibility; modelbook never patches.
+            auto_connect_frameworks: accepted for compatibility; use the integrations.
+            auto_resource_monitoring: accepted for compatibility.
+            auto_connect_streams: accepted for compatibility.
+            deferred_init: accepted for compatibility.
+        """
+        with cls._lock:
+            current = cls._current
+            if current is not None and not current._closed:
+                if (project_name, task_name) != (None, None) and (
+                    task_name not in (None, current.name)
+                    or project_name not in (None, current.project_name)
+                ):
+                    log.warning(
+                        "Task.init was already called in this process: returning task %r "
+                        "(%s / %s); call task.close() first to start another",
+                        current.id,
+                        current.project_name,
+                        current.name,
+                    )
+                return current
+            backend = config.get_backend()
+            project = backend.get_or_create_project(
+                validate.name(project_name or "Untitled", "project_name")
+            )
+            name = validate.name(
+                task_name or Path(sys.argv[0] or "task").stem or "Untitled Task", "task_name"
+            )
+            tag_list = validate.tags(tags)
+            destination = cls._destination(output_uri, backend)
+            record = cls._reusable(
+                backend, project.id, name, reuse_last_task_id, continue_last_task
+            )
+            if record is None:
+                record = backend.create_task(
+                    name=name,
+                    project=project.id,
+                    type=task_type,
+                    tags=tag_list,
+                    output_destination=destination,
+                )
+            fields: dict[str, Any] = {"status": "in_progress"}
+            if output_uri is not None:
+                fields["output_destination"] = destination
+            record = backend.update_task(record.id, **fields)
+            task = cls(record, backend)
+            task._project_name = project.name
+            cls._current = task
+            cls._hook_exit()
+            return task
+
+    @staticmethod
+    def _destination(output_uri: str | bool | None, backend: Backend) -> str | None:
+        from modelbook.output_model import check_destination
+
+        if output_uri is True:
+            return backend.default_destination()
+        if output_uri in (None, False):
+            return None
+        return check_destination(output_uri)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _reusable(
+        backend: Backend, project: str, name: str, reuse: bool | str, cont: bool | str | int
+    ) -> TaskRecord | None:
+        for wanted in (cont, reuse):
+            if isinstance(wanted, str) and wanted:
+                return backend.get_task(wanted)
+        previous = backend.find_tasks(project=project, name=name)
+        if not previous:
+            return None
+        last = previous[0]
+        if cont:
+            return last
+        empty = not (last.output_models or last.input_models or last.hyperparams)
+        has_models = backend.count_models(ModelQuery(task=last.id)) > 0
+        if (
+            reuse
+            and empty
+            and not has_models
+            and last.status in ("created", "in_progress", "failed")
+        ):
+            return last
+        return None
+
+    @classmethod
+    def _hook_exit(cls) -> None:
+        if cls._exit_hooked:
+            return
+        cls._exit_hooked = True
+        previous = sys.excepthook
+
+        def excepthook(*args: Any) -> None:
+            cls._failed = True
+            previous(*args)
+
+        sys.excepthook = excepthook
+        atexit.register(cls._close_at_exit)
+
+    @classmethod
+    def _close_at_exit(cls) -> None:
+        task = cls._current
+        if task is not None and not task._closed:
+            try:
+                task._finish("failed" if cls._failed else "completed")
+            except Exception as exc:  # at exit there is no caller left to raise to
+                log.warning("could not close task %s at exit: %s", task.id, exc)
+
+    @classmethod
+    def current_task(cls) -> Task | None:
+        """The task started by :meth:`init` in this process, or None."""
+        return cls._current
+
+    @classmethod
+    def get_task(
+        cls,
+        task_id: str | None = None,
+        project_name: str | None = None,
+        task_name: str | None = None,
+    ) -> Task:
+        """A task by id, or the newest task with this project and name."""
+        backend = config.get_backend()
+        if task_id:
+            return cls(backend.get_task(task_id), backend)
+        if not task_name:
+            raise InvalidArgumentError(
+                "Task.get_task needs task_id, or task_name (and project_name)"
+            )
+        project = backend.find_project(project_name) if project_name else None
+        if project_name and project is None:
+            raise TaskNotFoundError(f"named {task_name!r}: project {project_name!r} does not exist")
+        found = backend.find_tasks(project=project.id if project else None, name=task_name)
+        if not found:
+            raise TaskNotFoundError(f"named {task_name!r} in project {project_name!r}")
+        return cls(found[0], backend)
+
+    # -- properties -----------------------------------------------------------------------
+    def _data(self) -> TaskRecord:
+        if self._record is None:
+            self._record = self._be.get_task(self._id)
+        return self._record
+
+    def reload(self) -> None:
+        self._record = None
+        self._data()
+
+    def _update(self, **fields: Any) -> None:
+        self._record = self._be.update_task(self._id, **fields)
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def name(self) -> str:
+        return self._data().name
+
+    @property
+    def project(self) -> str | None:
+        """The project **id** (as in ClearML)."""
+        return self._data().project
+
+    @property
+    def project_name(self) -> str:
+        if self._project_name is None:
+            project = self._data().project
+            self._project_name = self._be.get_project(project).name if project else ""
+        return self._project_name
+
+    def get_project_name(self) -> str:
+        return self.project_name
+
+    @property
+    def status(self) -> str:
+        return self._be.get_task(self._id).status
+
+    @property
+    def task_type(self) -> str:
+        return self._data().type
+
+    @property
+    def output_uri(self) -> str | None:
+        return self._data().output_destination
+
+    @output_uri.setter
+    def output_uri(self, value: str | bool | None) -> None:
+        self._update(output_destination=self._destination(value, self._be))
+
+    storage_uri = output_uri
+
+    def get_last_iteration(self) -> int:
+        return self._be.get_task(self._id).last_iteration
+
+    def get_labels_enumeration(self) -> dict[str, int]:
+        return dict(self._data().labels)
+
+    def set_model_label_enumeration(self, enumeration: Mapping[str, int] | None = None) -> None:
+        self._update(labels=validate.labels(enumeration))
+
+    # -- parameters and models ------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidArgumentError(
+                f"task {self._id!r} is closed; start a new one with Task.init"
+            )
+
+    def connect(
+        self, mutable: Any, name: str | None = None, ignore_remote_overrides: bool = False
+    ) -> Any:
+        """Connect a model or hyper-parameters to this task and return it.
+
+        ``OutputModel`` / ``InputModel``: registered as the task's output / input under
+        ``name``. A dict (nested dicts flattened with "/"): stored as hyper-parameters in
+        section ``name`` (default "General").
+        """
+        from modelbook.output_model import OutputModel
+
+        self._check_open()
+        if isinstance(mutable, OutputModel):
+            mutable.connect(self, name)
+        elif isinstance(mutable, InputModel):
+            self._update(comment=f"{self._data().comment}\nUsing model id: {mutable.id}".lstrip())
+            mutable.connect(self, name, ignore_remote_overrides)
+        elif isinstance(mutable, Mapping):
+            self._update(hyperparams={name or "General": _flatten(mutable)})
+        elif hasattr(mutable, "__dict__") and not isinstance(mutable, BaseModel):
+            self._update(hyperparams={name or "General": _flatten(vars(mutable))})
+        else:
+            raise InvalidArgumentError(
+                f"cannot connect {type(mutable).__name__}; accepted: OutputModel, InputModel, "
+                "a dict of hyper-parameters, or an object with attributes (e.g. argparse.Namespace)"
+            )
+        return mutable
+
+    def get_parameters(self) -> dict[str, str]:
+        """Hyper-parameters as ``{"Section/name": "value"}`` strings."""
+        return {
+            f"{section}/{key}": value
+            for section, params in self._be.get_task(self._id).hyperparams.items()
+            for key, value in params.items()
+        }
+
+    def get_parameters_as_dict(self) -> dict[str, dict[str, str]]:
+        return {k: dict(v) for k, v in self._be.get_task(self._id).hyperparams.items()}
+
+    def set_parameters(self, params: Mapping[str, Any]) -> None:
+        """Set ``{"Section/name": value}`` hyper-parameters (no section: "General")."""
+        sections: dict[str, dict[str, str]] = {}
+        for key, value in params.items():
+            section, _, name = key.rpartition("/") if "/" in key else ("General", "", key)
+            sections.setdefault(section, {})[name] = str(value)
+        self._update(hyperparams=sections)
+
+    def _connect_model(
+        self, model: BaseModel, kind: str, entry: str, design: str, labels: dict[str, int]
+    ) -> None:
+        self._check_open()
+        self._record = self._be.set_task_model(self._id, kind, entry, model._model_id())
+        copy: dict[str, Any] = {}
+        if design and not self._record.model_config:
+            copy["model_config"] = design
+        if labels and not self._record.labels:
+            copy["labels"] = labels
+        if copy:
+            self._update(**copy)
+
+    def update_output_model(
+        self,
+        model_path: str,
+        name: str | None = None,
+        comment: str | None = None,
+        tags: Sequence[str] | None = None,
+        model_name: str | None = None,
+        iteration: int | None = None,
+        auto_delete_file: bool = True,
+    ) -> str:
+        """Register a weights file as a **new** output model of this task; returns its URI.
+
+        The model is named ``model_name``, else "<task name> - <name>", else the task name;
+        its task entry is ``name``, else the file's stem.
+        """
+        from modelbook.output_model import OutputModel
+
+        model = OutputModel(
+            task=self,
+            name=model_name or (f"{self.name} - {name}" if name else self.name),
+            tags=tags,
+            comment=comment,
+        )
+        model.connect(self, name or Path(model_path).stem)
+        return model.update_weights(
+            weights_filename=model_path, iteration=iteration, auto_delete_file=auto_delete_file
+        )
+
+    def get_models(self) -> TaskModels:
+        """``{"input": [...], "output": [...]}``; each list is also indexable by entry name."""
+        record = self._be.get_task(self._id)
+        inputs = [(e.name, Model(e.model)) for e in record.input_models]
+        names = {e.model: e.name for e in record.output_models}
+        created = self._be.query_models(ModelQuery(task=self._id, order_by=["created"]))
+        ids = list(dict.fromkeys([m.id for m in created] + [e.model for e in record.output_models]))
+        outputs = [(names.get(mid, f"Output Model #{i}"), Model(mid)) for i, mid in enumerate(ids)]
+        return TaskModels(input=ModelList(inputs), output=ModelList(outputs))
+
+    @property
+    def models(self) -> TaskModels:
+        return self.get_models()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def mark_started(self, force: bool = False) -> None:
+        self._update(status="in_progress")
+
+    def mark_completed(
+        self, ignore_errors: bool = True, status_message: str | None = None, force: bool = False
+    ) -> None:
+        self._update(status="completed")
+
+    def mark_stopped(self, force: bool = False, status_message: str | None = None) -> None:
+        self._update(status="stopped")
+
+    def mark_failed(
+        self,
+        ignore_errors: bool = True,
+        status_reason: str | None = None,
+        status_message: str | None = None,
+        force: bool = False,
+    ) -> None:
+        self._update(status="failed")
+
+    def flush(self, wait_for_uploads: bool = False) -> bool:
+        from modelbook.output_model import OutputModel
+
+        if wait_for_uploads:
+            OutputModel.wait_for_uploads()
+        return True
+
+    def _finish(self, status: str) -> None:
+        self.flush(wait_for_uploads=status == "completed")
+        self._update(status=status)
+        self._closed = True
+        with Task._lock:
+            if Task._current is self:
+                Task._current = None
+
+    def close(self) -> None:
+        """Wait for pending uploads, mark the task completed, and end it."""
+        if not self._closed:
+            self._finish("completed")
+
+    def __repr__(self) -> str:
+        return f"<Task id={self._id!r} name={self._data().name!r}>"

@@ -1,0 +1,97 @@
+"""Argument checks shared by Task and the model classes; each names what it accepts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from modelbook.errors import InvalidArgumentError
+
+
+def name(value: Any, what: str = "name") -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgumentError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def tags(value: Any, what: str = "tags", allow_none_terms: bool = False) -> list[Any]:
+    """A list of strings (``None`` terms too, for tag filters)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        raise InvalidArgumentError(
+            f"{what} must be a list of strings, got the string {value!r}; did you mean [{value!r}]?"
+        )
+    items = list(value)
+    bad = [t for t in items if not (isinstance(t, str) or (allow_none_terms and t is None))]
+    if bad:
+        raise InvalidArgumentError(
+            f"{what} must be a list of strings, but {bad!r} "
+            f"{'is' if len(bad) == 1 else 'are'} not; got {items!r}"
+        )
+    return items
+
+
+def labels(value: Any) -> dict[str, int]:
+    """A label enumeration ``{str: int}``."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(
+            f"labels must be a dict of label name to int id, e.g. {{'cat': 0, 'dog': 1}}; "
+            f"got {type(value).__name__} {value!r}"
+        )
+    bad = {
+        k: v
+        for k, v in value.items()
+        if not isinstance(k, str) or not isinstance(v, int) or isinstance(v, bool)
+    }
+    if bad:
+        raise InvalidArgumentError(
+            "labels must map str names to int ids, e.g. {'cat': 0, 'dog': 1}; these entries "
+            f"are not str -> int: {bad!r}"
+        )
+    return dict(value)
+
+
+def config_text(text: str | None, config: Mapping[str, Any] | None) -> str | None:
+    """The design text from ``config_text`` or ``config_dict`` (at most one of them)."""
+    if text is not None and config is not None:
+        raise InvalidArgumentError(
+            "pass either config_text or config_dict, not both "
+            "(config_dict is stored as its JSON text)"
+        )
+    if config is not None:
+        if not isinstance(config, Mapping):
+            raise InvalidArgumentError(f"config_dict must be a dict, got {type(config).__name__}")
+        return json.dumps(config, indent=2, sort_keys=False, default=str)
+    if text is not None and not isinstance(text, str):
+        raise InvalidArgumentError(f"config_text must be a string, got {type(text).__name__}")
+    return text
+
+
+def config_dict(text: str) -> dict[str, Any]:
+    """Parse a design text: JSON, or flat ``key = value`` / ``key: value`` lines."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+        return value if isinstance(value, dict) else {"design": value}
+    except ValueError:
+        pass
+    result: dict[str, Any] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "//")):
+            continue
+        for sep in ("=", ":"):
+            if sep in line:
+                key, _, raw = line.partition(sep)
+                raw = raw.strip()
+                try:
+                    result[key.strip()] = json.loads(raw)
+                except ValueError:
+                    result[key.strip()] = raw.strip("\"'")
+                break
+    return result

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install modelbook with every extra into ./.venv (torch pinned to the CPU build) and run the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+.venv/bin/python -m ruff check .
+.venv/bin/python -m pytest "$@"
