@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = models.add_subparsers(dest="verb", required=True)
     ls = verbs.add_parser("ls", help="list models, newest first")
     ls.add_argument("--project", help="exact project name")
-    ls.add_argument("--tag", action="append", help="tag filter term (repeat; '-x' excludes x)")
+    ls.add_argument(
+        "--tag", action="append", help="tag filter term; repeat for any-of; --tag=-x excludes x"
+    )
     ls.add_argument("--published", action="store_true", help="only published models")
     ls.add_argument("--archived", action="store_true", help="include archived models")
     ls.add_argument("-n", type=int, default=50, help="at most N models (default 50)")

@@ -149,11 +149,10 @@ class Task:
                 return current
             backend = config.get_backend()
             project = backend.get_or_create_project(
-                validate.name(project_name or "Untitled", "project_name")
+                validate.name("Untitled" if project_name is None else project_name, "project_name")
             )
-            name = validate.name(
-                task_name or Path(sys.argv[0] or "task").stem or "Untitled Task", "task_name"
-            )
+            default_name = Path(sys.argv[0] or "task").stem or "Untitled Task"
+            name = validate.name(default_name if task_name is None else task_name, "task_name")
             tag_list = validate.tags(tags)
             destination = cls._destination(output_uri, backend)
             record = cls._reusable(

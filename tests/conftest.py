@@ -11,8 +11,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import modelbook
 import pytest
+
+import modelbook
 from modelbook.task import Task
 
 HTTP_AVAILABLE = importlib.util.find_spec("modelbook.server.testing") is not None

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
+
 from modelbook.backends.base import Backend
 from modelbook.errors import InvalidArgumentError, ModelNotFoundError, TaskNotFoundError
 from modelbook.records import (

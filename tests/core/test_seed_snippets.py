@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import modelbook
 import pytest
+
+import modelbook
 from modelbook import InputModel, Model
 
 SEED = Path(__file__).parents[1] / "seed" / "model-api.md"

@@ -1,0 +1,114 @@
+"""Every bad input gets a ModelbookError naming what was wrong and what is accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelbook import InputModel, Model, OutputModel, Task
+from modelbook.errors import (
+    BlobCorruptedError,
+    InvalidArgumentError,
+    ModelbookError,
+    ModelNotFoundError,
+    ModelPublishedError,
+    TagFilterError,
+    TaskNotFoundError,
+    WeightsArgumentError,
+    WeightsFileNotFoundError,
+)
+
+
+@pytest.fixture
+def model(registry: str) -> OutputModel:
+    return OutputModel(task=Task.init(project_name="p", task_name="t"))
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ({"cat": "0"}, r"not str -> int: \{'cat': '0'\}"),
+        ({"cat": 1.5}, "not str -> int"),
+        ({"cat": True}, "not str -> int"),
+        ({1: 1}, "not str -> int"),
+        (["cat"], "must be a dict of label name to int id"),
+    ],
+)
+def test_label_values_must_be_int(model: OutputModel, labels: object, message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=message):
+        model.update_labels(labels)  # type: ignore[arg-type]
+
+
+def test_both_or_neither_weights_source(model: OutputModel, weights) -> None:
+    with pytest.raises(WeightsArgumentError, match=r"both weights_filename=.* and register_uri"):
+        model.update_weights(weights_filename=str(weights()), register_uri="https://x/w.pt")
+    with pytest.raises(WeightsArgumentError, match="neither"):
+        model.update_weights()
+
+
+def test_missing_weights_file(model: OutputModel, tmp_path: Path) -> None:
+    with pytest.raises(WeightsFileNotFoundError, match=r"nope\.pt' does not exist"):
+        model.update_weights(weights_filename=str(tmp_path / "nope.pt"))
+    assert model.id is None  # nothing was registered
+
+
+def test_unknown_ids(registry: str) -> None:
+    with pytest.raises(
+        ModelNotFoundError, match=r"no model with id 'deadbeef'.*modelbook models ls"
+    ):
+        _ = Model("deadbeef").name
+    with pytest.raises(TaskNotFoundError, match="no task with id 'deadbeef'"):
+        Task.get_task(task_id="deadbeef")
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_empty_names(registry: str, name: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="must be a non-empty string"):
+        Task.init(project_name=name, task_name="t")
+    task = Task.init(project_name="p", task_name="t")
+    with pytest.raises(InvalidArgumentError, match="model name must be a non-empty string"):
+        OutputModel(task=task, name=name)
+
+
+@pytest.mark.parametrize("tags", ["demo", ["ok", 3], [None]])
+def test_tags_must_be_strings(registry: str, tags: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="tags must be a list of strings"):
+        InputModel.import_model(weights_url="https://x/w.pt", tags=tags)  # type: ignore[arg-type]
+
+
+def test_string_tags_suggest_a_list(registry: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"did you mean \['demo'\]"):
+        Task.init(project_name="p", task_name="t", tags="demo")  # type: ignore[arg-type]
+
+
+def test_published_model(model: OutputModel, weights) -> None:
+    model.update_weights(str(weights()))
+    model.publish()
+    with pytest.raises(ModelPublishedError) as info:
+        model.update_weights(str(weights()))
+    assert isinstance(info.value, ValueError)  # code written for ClearML catches ValueError
+    assert model.id in str(info.value) and "create a new OutputModel" in str(info.value)
+
+
+def test_unknown_tag_operator(registry: str) -> None:
+    with pytest.raises(TagFilterError, match="accepted operators"):
+        Model.query_models(tags=["__$maybe", "x"])
+
+
+def test_corrupted_blob_raises(model: OutputModel, weights) -> None:
+    model.update_weights(str(weights()))
+    stored = Path(Model(model.id).get_local_copy())
+    stored.write_bytes(b"garbage")
+    with pytest.raises(BlobCorruptedError, match="is corrupted: its sha256 is"):
+        Model(model.id).get_local_copy()
+
+
+def test_config_text_and_dict_are_exclusive(registry: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="either config_text or config_dict"):
+        InputModel.import_model(weights_url="https://x/w.pt", config_text="a", config_dict={})
+
+
+def test_every_error_is_a_modelbook_error() -> None:
+    for exc in (BlobCorruptedError, ModelNotFoundError, TagFilterError, WeightsFileNotFoundError):
+        assert issubclass(exc, ModelbookError)

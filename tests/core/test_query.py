@@ -1,0 +1,144 @@
+"""Model.query_models: ClearML's tag buckets, exclusion, archived, published, ordering, paging.
+
+A few hundred models with random tags are queried through the backend and checked against
+the reference semantics (TagFilter.matches evaluated in Python on every model).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import modelbook
+from modelbook import InputModel, Model
+from modelbook.errors import ProjectNotFoundError, TagFilterError
+from modelbook.store.tagfilter import parse_tag_filter
+
+TAGS = ["a", "b", "c", "d", "demo", "TF"]
+
+
+@pytest.fixture
+def population(registry: str) -> list[dict]:
+    """240 models over two projects with random tags; some archived, some published."""
+    rng = random.Random(7)
+    made = []
+    for i in range(240):
+        tags = sorted(rng.sample(TAGS, rng.randint(0, 3)))
+        project = "p1" if i % 3 else "p2"
+        model = InputModel.import_model(
+            weights_url=f"https://example.com/{i}.pt",
+            name=f"m{i % 40}",
+            project=project,
+            tags=tags,
+            create_as_published=i % 5 == 0,
+        )
+        archived = i % 7 == 0
+        if archived:
+            model.archive()
+        made.append({"id": model.id, "tags": tags, "project": project, "name": f"m{i % 40}",
+                     "published": i % 5 == 0, "archived": archived})  # fmt: skip
+    return made
+
+
+def _expected(population: list[dict], tags=None, project=None, name=None, published=False,
+              archived=False) -> list[str]:  # fmt: skip
+    f = parse_tag_filter(tags) if tags else None
+    chosen = [
+        m for m in population
+        if (f is None or f.matches(m["tags"]))
+        and (project is None or m["project"] == project)
+        and (name is None or m["name"] == name)
+        and (not published or m["published"])
+        and (archived or not m["archived"])
+    ]  # fmt: skip
+    return [m["id"] for m in reversed(chosen)]  # newest created first
+
+
+FILTERS = [
+    ["a"],
+    ["a", "b"],
+    ["demo", "-TF"],
+    ["-a"],
+    ["-a", "-b"],
+    ["__$all", "a", "b"],
+    ["__$all", "a", "b", "__$not", "c"],
+    ["a", "b", "__$and", "c", "d"],
+    ["__$any", "a", "__$not", "b"],
+    ["__$all", "a", "__$nop", "-b"],
+    ["__$all", "a", "-b"],  # after an operator "-b" is the literal tag "-b"
+    [None],
+    [None, "a"],
+    ["__$or", "a", "__$and", "b", "c"],
+]
+
+
+@pytest.mark.parametrize("tags", FILTERS, ids=[" ".join(map(str, f)) for f in FILTERS])
+def test_tag_filters_match_server_semantics(population: list[dict], tags: list) -> None:
+    got = [m.id for m in Model.query_models(tags=tags, include_archived=True)]
+    assert got == _expected(population, tags=tags, archived=True)
+
+
+def test_bucket_semantics_by_hand() -> None:
+    f = parse_tag_filter(["a", "b", "__$and", "c", "d"])
+    assert (f.any_of, f.all_of, f.global_and) == (["a", "b"], ["c", "d"], True)
+    assert f.matches(["a", "c", "d"]) and not f.matches(["c", "d"]) and not f.matches(["a", "c"])
+    f = parse_tag_filter(["__$any", "a", "__$not", "b"])
+    assert f.matches(["a", "b"]) and f.matches([]) and not f.matches(["b"])
+    assert parse_tag_filter(["__$all", "a", "-b"]).all_of == ["a", "-b"]
+
+
+def test_project_name_published_archived(population: list[dict]) -> None:
+    assert [m.id for m in Model.query_models(project_name="p2")] == _expected(
+        population, project="p2"
+    )
+    got = [m.id for m in Model.query_models(project_name="p1", only_published=True)]
+    assert got == _expected(population, project="p1", published=True)
+    got = [m.id for m in Model.query_models(model_name="m3", include_archived=True)]
+    assert got == _expected(population, name="m3", archived=True)
+    assert all(not m.archived for m in Model.query_models(tags=["a"]))
+    assert any(m.archived for m in Model.query_models(tags=["a"], include_archived=True))
+
+
+def test_newest_first_and_max_results(population: list[dict]) -> None:
+    got = Model.query_models(tags=["demo", "-TF"], max_results=5)
+    assert [m.id for m in got] == _expected(population, tags=["demo", "-TF"])[:5]
+    created = [m.created for m in got]
+    assert created == sorted(created, reverse=True)
+    assert Model.query_models(max_results=0) == []
+
+
+def test_name_is_exact_and_case_sensitive(registry: str) -> None:
+    InputModel.import_model(weights_url="https://x/1.pt", name="resnet")
+    InputModel.import_model(weights_url="https://x/2.pt", name="resnet50")
+    InputModel.import_model(weights_url="https://x/3.pt", name="ResNet")
+    assert [m.name for m in Model.query_models(model_name="resnet")] == ["resnet"]
+    assert [m.name for m in Model.query_models(model_name="res.*")] == []
+
+
+def test_metadata_filter(registry: str) -> None:
+    a = InputModel.import_model(weights_url="https://x/1.pt", name="a")
+    b = InputModel.import_model(weights_url="https://x/2.pt", name="b")
+    a.set_metadata("dataset", "imagenet")
+    b.set_metadata("dataset", "coco")
+    assert [m.id for m in Model.query_models(metadata={"dataset": "coco"})] == [b.id]
+
+
+def test_unknown_project_lists_existing(registry: str) -> None:
+    modelbook.Task.init(project_name="vision", task_name="t")
+    with pytest.raises(ProjectNotFoundError, match="'vision'"):
+        Model.query_models(project_name="visoin")
+
+
+@pytest.mark.parametrize(
+    "tags, message",
+    [
+        (["__$xor", "a"], "unknown tag operator '__\\$xor'.*'__\\$all'"),
+        (["a", "__$not"], "after '__\\$not'"),
+        (["__$not", "__$all"], "after '__\\$not'"),
+        (["-"], "exclude prefix"),
+    ],
+)
+def test_bad_tag_filters_raise(registry: str, tags: list, message: str) -> None:
+    with pytest.raises(TagFilterError, match=message):
+        Model.query_models(tags=tags)
