@@ -78,6 +78,7 @@ models = sa.Table(
     sa.Column("size", sa.BigInteger),
     sa.Column("version", sa.Integer, nullable=False, default=0),
     sa.Index("ix_models_project_seq", "project", "seq"),
+    sa.Index("ix_models_project_name_seq", "project", "name", "seq"),
     sa.Index("ix_models_uri", "uri"),
 )
 

@@ -116,8 +116,27 @@ class SqlStore(Backend):
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _engine(url)
+        self._created_since_check = 0
         with self._write() as conn:
             s.migrate(conn)
+        self._refresh_statistics()
+
+    def _refresh_statistics(self) -> None:
+        """Run ANALYZE on SQLite when the model count has doubled since the last one.
+
+        Without statistics SQLite cannot tell a rare tag from a common one and may walk the
+        whole table (PostgreSQL's autovacuum keeps its own statistics).
+        """
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self._write() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(s.models)).scalar() or 0
+            where = s.settings.c.key == "analyzed_models"
+            last = int(conn.execute(sa.select(s.settings.c.value).where(where)).scalar() or 0)
+            if count >= 1000 and count > 2 * last:
+                conn.exec_driver_sql("ANALYZE")
+                conn.execute(sa.delete(s.settings).where(where))
+                conn.execute(sa.insert(s.settings).values(key="analyzed_models", value=str(count)))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -393,7 +412,12 @@ class SqlStore(Backend):
             self._write_tags(conn, seq, "s", system_tags)
             if metadata:
                 self._write_metadata(conn, seq, metadata, replace=True)
-            return self._models(conn, [self._model_row(conn, model_id)])[0]
+            record = self._models(conn, [self._model_row(conn, model_id)])[0]
+        self._created_since_check += 1
+        if self._created_since_check >= 1000:
+            self._created_since_check = 0
+            self._refresh_statistics()
+        return record
 
     def get_model(self, model_id: str) -> ModelRecord:
         with self._read() as conn:
@@ -557,11 +581,18 @@ class SqlStore(Backend):
                 mt.c.model_seq == m.c.seq, mt.c.kind == kind, mt.c.tag.in_(tags)
             )
 
+        def tagged(tags: list[str]) -> sa.ColumnElement[bool]:
+            # "seq IN (models with one of these tags)": the tag index can drive the search,
+            # so a rare tag is found without walking every model of the project.
+            return m.c.seq.in_(
+                sa.select(mt.c.model_seq).where(mt.c.kind == kind, mt.c.tag.in_(tags))
+            )
+
         parts: list[sa.ColumnElement[bool]] = []
         if f.any_of:
-            parts.append(has(f.any_of))
+            parts.append(tagged(f.any_of))
         if f.all_of:
-            parts.append(sa.and_(*(has([t]) for t in f.all_of)))
+            parts.append(sa.and_(*(tagged([t]) for t in f.all_of)))
         if f.none_of:
             parts.append(~has(f.none_of))
         if not parts:

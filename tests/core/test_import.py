@@ -22,6 +22,12 @@ def test_import_pulls_in_nothing_heavy() -> None:
 
 def test_public_surface() -> None:
     assert modelbook.__all__ == [
-        "Framework", "InputModel", "Model", "ModelbookError", "OutputModel", "Task",
-        "__version__", "configure",
-    ]  # fmt: skip
+        "Framework",
+        "InputModel",
+        "Model",
+        "ModelbookError",
+        "OutputModel",
+        "Task",
+        "__version__",
+        "configure",
+    ]

@@ -36,22 +36,32 @@ def population(registry: str) -> list[dict]:
         archived = i % 7 == 0
         if archived:
             model.archive()
-        made.append({"id": model.id, "tags": tags, "project": project, "name": f"m{i % 40}",
-                     "published": i % 5 == 0, "archived": archived})  # fmt: skip
+        made.append(
+            {
+                "id": model.id,
+                "tags": tags,
+                "project": project,
+                "name": f"m{i % 40}",
+                "published": i % 5 == 0,
+                "archived": archived,
+            }
+        )
     return made
 
 
-def _expected(population: list[dict], tags=None, project=None, name=None, published=False,
-              archived=False) -> list[str]:  # fmt: skip
+def _expected(
+    population: list[dict], tags=None, project=None, name=None, published=False, archived=False
+) -> list[str]:
     f = parse_tag_filter(tags) if tags else None
     chosen = [
-        m for m in population
+        m
+        for m in population
         if (f is None or f.matches(m["tags"]))
         and (project is None or m["project"] == project)
         and (name is None or m["name"] == name)
         and (not published or m["published"])
         and (archived or not m["archived"])
-    ]  # fmt: skip
+    ]
     return [m["id"] for m in reversed(chosen)]  # newest created first
 
 

@@ -1,0 +1,260 @@
+"""The files-server driver: ClearML's upload protocol over HTTP(S).
+
+* ``put``: ``POST <files host>/`` with one ``multipart/form-data`` part whose name is the
+  destination path. The body streams from the file (never read into memory) with a
+  ``Content-Length``; the sha256 is computed first and sent as ``X-Modelbook-Sha256``, so a
+  modelbook server keeps the file only if every byte arrived. Connection failures and
+  5xx answers are retried (3 attempts), a 401 once after logging in again.
+* ``get``: ``GET`` streamed to a temporary file next to the destination, renamed when the
+  byte count matches ``Content-Length``.
+* ``delete``: ``DELETE``; ``exists``: ``HEAD``.
+
+The Bearer token of the HTTP backend goes only to URLs under its files host (as ClearML
+does); other http(s) URLs are read anonymously.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from modelbook.errors import StorageError, UploadError
+from modelbook.storage.base import CHUNK, StorageDriver, StoredObject, sha256_file
+
+if TYPE_CHECKING:
+    import requests
+
+    from modelbook.backends.http import ApiClient
+
+SHA256_HEADER = "X-Modelbook-Sha256"
+UPLOAD_ATTEMPTS = 3
+#: (connect, read) seconds; the read timeout is per received chunk, not per file.
+TIMEOUT = (10.0, 300.0)
+
+
+class _MultipartBody:
+    """A one-part ``multipart/form-data`` body read from a file, with a known length.
+
+    ``requests`` sends it with a ``Content-Length`` and reads it chunk by chunk.
+    """
+
+    def __init__(self, src: Path, part_name: str) -> None:
+        self.boundary = uuid.uuid4().hex
+        quoted = part_name.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+        self._head = (
+            f"--{self.boundary}\r\n"
+            f'Content-Disposition: form-data; name="{quoted}"; filename="{quoted}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self._size = src.stat().st_size
+        self.len = len(self._head) + self._size + len(self._tail)
+        self._src = src
+        self._fh: Any = None
+        self._stage = 0
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def read(self, size: int = -1) -> bytes:
+        size = CHUNK if size is None or size < 0 else size
+        if self._stage == 0:
+            self._stage = 1
+            self._fh = open(self._src, "rb")  # noqa: SIM115 - closed at the end of the body
+            return self._head
+        if self._stage == 1:
+            chunk = self._fh.read(size)
+            if chunk:
+                return chunk
+            self._fh.close()
+            self._stage = 2
+            return self._tail
+        return b""
+
+    def close(self) -> None:
+        if self._fh is not None and not self._fh.closed:
+            self._fh.close()
+
+
+class HttpFilesDriver(StorageDriver):
+    """Moves files to and from a ClearML-protocol files server.
+
+    Args:
+        files_host: the files server's base URL, or None for anonymous reads only.
+        client: the API client whose token authenticates calls to ``files_host``.
+
+    Example:
+        >>> driver = HttpFilesDriver("http://127.0.0.1:8008/files", client=None)
+        >>> driver.relative_path("http://127.0.0.1:8008/files/p/t.1/models/m%20a.pt")
+        'p/t.1/models/m a.pt'
+    """
+
+    schemes = ("http", "https")
+
+    def __init__(self, files_host: str | None, client: ApiClient | None) -> None:
+        self.files_host = files_host.rstrip("/") if files_host else None
+        self.client = client
+
+    @classmethod
+    def for_uri(cls, uri: str) -> HttpFilesDriver:
+        """The driver for ``uri``: authenticated when an HTTP backend's files host serves it."""
+        from modelbook.backends.http import _files_hosts
+
+        matches = [h for h in _files_hosts if uri == h or uri.startswith(h + "/")]
+        if not matches:
+            return cls(None, None)
+        host = max(matches, key=len)
+        return cls(host, _files_hosts[host])
+
+    def _under_host(self, uri: str) -> bool:
+        host = self.files_host
+        return bool(host) and (uri == host or uri.startswith(host + "/"))  # type: ignore[operator]
+
+    def relative_path(self, uri: str) -> str:
+        """The path of ``uri`` below the files host, percent-decoded."""
+        if not self._under_host(uri):
+            raise StorageError(
+                f"{uri!r} is not on the files server {self.files_host!r}; uploads go to the "
+                "configured files host"
+            )
+        relative = unquote(urlsplit(uri).path)[len(unquote(urlsplit(self.files_host).path)) :]
+        relative = relative.lstrip("/")
+        if not relative:
+            raise StorageError(f"{uri!r} names the files server itself, not a file")
+        return relative
+
+    def _headers(self, uri: str, renew: bool = False) -> dict[str, str]:
+        if self.client is None or not self._under_host(uri):
+            return {}
+        return {"Authorization": f"Bearer {self.client.token(renew=renew)}"}
+
+    def _request(
+        self,
+        method: str,
+        uri: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """One request, with the token for files-host URLs (renewed once after a 401).
+
+        Args:
+            body: a callable returning a fresh :class:`_MultipartBody` for each attempt;
+                such requests go through the session without status retries, since a
+                streamed body cannot be replayed by urllib3.
+        """
+        import requests
+
+        from modelbook.backends.http import shared_session
+
+        session = shared_session(replayable=body is None)
+        response = None
+        for attempt in range(2):
+            sent = {**(headers or {}), **self._headers(uri, renew=attempt > 0)}
+            data = body() if body is not None else None
+            if data is not None:
+                sent["Content-Type"] = data.content_type
+            try:
+                response = session.request(
+                    method, uri, headers=sent, data=data, timeout=TIMEOUT, **kwargs
+                )
+            except requests.RequestException as exc:
+                raise StorageError(f"{method} {uri} failed: {type(exc).__name__}: {exc}") from exc
+            finally:
+                if data is not None:
+                    data.close()
+            if response.status_code != 401 or "Authorization" not in sent:
+                break
+            response.close()
+        assert response is not None
+        return response
+
+    @staticmethod
+    def _message(response: requests.Response) -> str:
+        try:
+            return str(response.json().get("error") or response.text[:300])
+        except (ValueError, AttributeError):
+            return response.text[:300] or response.reason
+
+    def put(self, src: Path, uri: str) -> StoredObject:
+        src = Path(src)
+        relative = self.relative_path(uri)
+        if self.client is None:
+            raise UploadError(f"no credentials for the files server of {uri!r}")
+        sha256, size = sha256_file(src)
+        upload_url = self.files_host + "/"  # type: ignore[operator]
+        last = ""
+        for attempt in range(UPLOAD_ATTEMPTS):
+            if attempt:
+                time.sleep(2**attempt)
+            try:
+                response = self._request(
+                    "POST",
+                    upload_url,
+                    body=lambda: _MultipartBody(src, "/" + relative),
+                    headers={SHA256_HEADER: sha256},
+                )
+            except StorageError as exc:
+                last = str(exc)
+                continue
+            if response.status_code == 200:
+                return StoredObject(uri=uri, sha256=sha256, size=size)
+            last = f"HTTP {response.status_code}: {self._message(response)}"
+            if response.status_code < 500:
+                break
+        raise UploadError(f"could not upload {str(src)!r} to {uri!r}: {last}")
+
+    def get(self, uri: str, dest: Path) -> None:
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.partial"
+        response = self._request("GET", uri, stream=True)
+        try:
+            if response.status_code == 404:
+                raise StorageError(f"{uri!r} does not exist on the files server")
+            if response.status_code != 200:
+                raise StorageError(
+                    f"download of {uri!r} failed: HTTP {response.status_code}: "
+                    f"{self._message(response)}"
+                )
+            expected = response.headers.get("Content-Length")
+            received = 0
+            with open(tmp, "wb") as fh:
+                for chunk in response.iter_content(CHUNK):
+                    fh.write(chunk)
+                    received += len(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if expected is not None and int(expected) != received:
+                raise StorageError(
+                    f"download of {uri!r} was cut short: {received} of {expected} bytes"
+                )
+            os.replace(tmp, dest)
+        except OSError as exc:
+            raise StorageError(f"could not save {uri!r} to {str(dest)!r}: {exc}") from exc
+        finally:
+            response.close()
+            tmp.unlink(missing_ok=True)
+
+    def delete(self, uri: str) -> bool:
+        response = self._request("DELETE", uri)
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            raise StorageError(
+                f"delete of {uri!r} failed: HTTP {response.status_code}: {self._message(response)}"
+            )
+        return True
+
+    def exists(self, uri: str) -> bool:
+        response = self._request("HEAD", uri)
+        if response.status_code in (200, 206):
+            return True
+        if response.status_code == 404:
+            return False
+        raise StorageError(f"cannot check {uri!r}: HTTP {response.status_code}")

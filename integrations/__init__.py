@@ -1,0 +1,14 @@
+"""Training-loop integrations: register the best model while a framework trains.
+
+One module per framework, each exposing ``ModelbookCallback``; importing a module needs its
+framework (``pip install 'modelbook[lightning]'``, ``[keras]``, ``[transformers]``)::
+
+    from modelbook.integrations.lightning import ModelbookCallback
+    from modelbook.integrations.keras import ModelbookCallback
+    from modelbook.integrations.transformers import ModelbookCallback
+
+The framework-free improvement rule they share is :mod:`modelbook.integrations.monitor`.
+This package imports no adapter, so ``import modelbook.integrations`` loads no framework.
+"""
+
+__all__: list[str] = []
