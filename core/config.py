@@ -34,6 +34,7 @@ def configure(
     files_host: str | None = None,
     access_key: str | None = None,
     secret_key: str | None = None,
+    upload_timeout: float | None = None,
 ) -> None:
     """Choose the store for this process; call it before creating tasks or models.
 
@@ -44,6 +45,8 @@ def configure(
         files_host: URL of its files server (default: derived from ``api_host``).
         access_key: API access key.
         secret_key: API secret key.
+        upload_timeout: how long ``Task.close()`` waits for pending uploads, in seconds
+            (default ``MODELBOOK_UPLOAD_TIMEOUT`` or 300); what is left resumes later.
 
     Example:
         >>> import modelbook, tempfile
@@ -71,6 +74,12 @@ def home() -> Path:
     return Path(value).expanduser().absolute()
 
 
+def upload_timeout() -> float:
+    """Seconds ``Task.close()`` waits for pending uploads."""
+    value = _settings.get("upload_timeout") or os.environ.get("MODELBOOK_UPLOAD_TIMEOUT") or 300
+    return float(value)
+
+
 def setting(name: str) -> str | None:
     """A connection setting from configure(), the environment, or clearml.conf."""
     if name in _settings:
@@ -96,7 +105,13 @@ def get_backend() -> Backend:
     with _lock:
         if _backend is None or _backend[0] != os.getpid():
             _backend = (os.getpid(), _open_backend())
-        return _backend[1]
+            opened = _backend[1]
+        else:
+            return _backend[1]
+    from modelbook import uploads
+
+    uploads.resume(opened, home())  # finish what an earlier process left in the spool
+    return opened
 
 
 def _open_backend() -> Backend:

@@ -123,7 +123,16 @@ class ModelPublishedError(ModelbookError, ValueError):
 
 
 class StorageError(ModelbookError):
-    """Moving bytes to or from a storage destination failed."""
+    """Moving bytes to or from a storage destination failed.
+
+    Attributes:
+        transient: True when trying again later may succeed (network down, server busy,
+            disk full); False when it cannot without a change (no permission, no bucket).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class BlobCorruptedError(StorageError):
@@ -141,14 +150,34 @@ class BlobCorruptedError(StorageError):
 class RegistryError(ModelbookError):
     """The registry server answered a call with an error."""
 
-    def __init__(self, endpoint: str, message: str, status: int | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        message: str,
+        status: int | None = None,
+        *,
+        transient: bool | None = None,
+    ) -> None:
         self.endpoint, self.message, self.status = endpoint, message, status
+        #: True when trying again later may succeed: no answer, a 5xx, 408 or 429.
+        self.transient = (
+            transient
+            if transient is not None
+            else status is None or status >= 500 or status in (408, 429)
+        )
         where = f" (HTTP {status})" if status else ""
         super().__init__(f"{endpoint} failed{where}: {message}")
 
 
 class UploadError(StorageError):
-    """An upload could not be completed."""
+    """An upload could not be completed (or could not be queued)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the operation that raised ``exc`` later may succeed."""
+    if isinstance(exc, (StorageError, RegistryError)):
+        return exc.transient
+    return isinstance(exc, (OSError, TimeoutError, ConnectionError))
 
 
 def check_choice(name: str, value: object, accepted: Iterable[str]) -> None:

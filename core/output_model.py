@@ -5,24 +5,28 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelbook import validate
+from modelbook import config, uploads, validate
 from modelbook.errors import (
     InvalidArgumentError,
+    ModelbookError,
     StorageError,
+    UploadError,
     WeightsArgumentError,
     WeightsFileNotFoundError,
+    is_transient,
 )
 from modelbook.frameworks import Framework
 from modelbook.localcopy import make_package
 from modelbook.model import BaseModel
 from modelbook.records import PACKAGE_TAG, ModelRecord
-from modelbook.storage import StoredObject, driver_for, scheme_of
-from modelbook.storage.local import put_content_addressed, to_path, to_uri
+from modelbook.storage import driver_for, scheme_of
+from modelbook.storage.local import to_path, to_uri
+from modelbook.storage.spool import Job
 
 if TYPE_CHECKING:
     from modelbook.task import Task
@@ -84,6 +88,8 @@ class OutputModel(BaseModel):
         super().__init__(task._be)
         self._task = task
         self._id: str | None = None
+        self._key = uuid.uuid4().hex  # names this model in the spool before it has an id
+        self._stale = False
         self._entry_name: str | None = None
         self._upload_uri: str | None = task.output_uri
         self._pending: dict[str, Any] = {
@@ -99,6 +105,8 @@ class OutputModel(BaseModel):
 
     @property
     def id(self) -> str | None:
+        if self._id is None:  # the upload worker may have created it since
+            self._id = uploads.queue_for(self._be, config.home()).model_id(self._key)
         return self._id
 
     @property
@@ -126,36 +134,61 @@ class OutputModel(BaseModel):
         self._task._connect_model(self, "output", entry, self._record.design, self._record.labels)
         self._entry_name = entry
 
-    def _ensure_created(self, entry_name: str | None = None) -> None:
-        if self._id is not None:
-            return
+    def _create_fields(self, entry: str | None) -> dict[str, Any]:
         pending, task_record = self._pending, self._task._data()
         parent = next(
-            (
-                e.model
-                for e in task_record.input_models
-                if e.name == (self._entry_name or entry_name)
-            ),
+            (e.model for e in task_record.input_models if e.name == (self._entry_name or entry)),
             None,
         )
-        record = self._be.create_model(
-            name=pending["name"],
-            project=task_record.project,
-            task=task_record.id,
-            comment=pending["comment"],
-            tags=pending["tags"],
-            framework=pending["framework"],
-            design=pending["design"] if pending["design"] is not None else task_record.model_config,
-            labels=pending["labels"] if pending["labels"] is not None else task_record.labels,
-            parent=parent,
-        )
+        return {
+            "name": pending["name"],
+            "project": task_record.project,
+            "task": task_record.id,
+            "comment": pending["comment"],
+            "tags": pending["tags"],
+            "framework": pending["framework"],
+            "design": pending["design"]
+            if pending["design"] is not None
+            else task_record.model_config,
+            "labels": pending["labels"] if pending["labels"] is not None else task_record.labels,
+            "parent": parent,
+        }
+
+    def _create_spec(self, entry: str) -> dict[str, Any]:
+        """What the upload worker needs to create this model later."""
+        self._entry_name = self._entry_name or entry
+        return {
+            "fields": self._create_fields(entry),
+            "task": self._task.id,
+            "entry": self._entry_name,
+        }
+
+    def _ensure_created(self, entry_name: str | None = None, defer: bool = False) -> None:
+        """Create the model record and connect it to the task, once.
+
+        With ``defer``, an unreachable registry is not an error: the upload worker creates
+        the record when the registry answers again.
+        """
+        if self.id is not None:
+            return
+        queue = uploads.queue_for(self._be, config.home())
+        if defer and not queue.registry_reachable:
+            return
+        try:
+            record = self._be.create_model(**self._create_fields(entry_name))
+        except ModelbookError as exc:
+            if defer and is_transient(exc):
+                queue.registry_reachable = False
+                log.warning("registry unreachable, the model will be created later: %s", exc)
+                return
+            raise
         self._id, self._record = record.id, record
         entry = self._entry_name or entry_name or "Output Model"
         self._task._connect_model(self, "output", entry, record.design, record.labels)
         self._entry_name = entry
 
     def _data(self) -> ModelRecord:
-        if self._id is None:  # not stored yet: what it will be created with
+        if self.id is None:  # not stored yet: what it will be created with
             pending, task = self._pending, self._task._data()
             return ModelRecord(
                 id=None,  # type: ignore[arg-type]
@@ -168,6 +201,13 @@ class OutputModel(BaseModel):
                 design=pending["design"] if pending["design"] is not None else task.model_config,
                 labels=pending["labels"] if pending["labels"] is not None else task.labels,
             )
+        if self._stale and self._id is not None:
+            try:
+                self._record = self._be.get_model(self._id)
+                self._stale = bool([j for j in self._queue().pending() if j.model_key == self._key])
+            except ModelbookError as exc:
+                if not is_transient(exc):
+                    raise
         return super()._data()
 
     def _model_id(self) -> str:
@@ -256,16 +296,27 @@ class OutputModel(BaseModel):
         update_comment: bool = True,
         is_package: bool = False,
         async_enable: bool = True,
+        *,
+        metadata: Mapping[str, Any] | None = None,
     ) -> str:
-        """Store new weights and make them the model's current version.
+        """Register new weights as the model's next version.
 
         Give exactly one of ``weights_filename`` (a local file, or a folder: it is stored as
         a package) and ``register_uri`` (a file already stored elsewhere, not copied).
 
+        The call returns once the weights are snapshotted into the local spool, so the
+        caller may overwrite or delete its file at once; a background worker stores them
+        and then moves the model to them (``async_enable=False`` does all of it before
+        returning). A file written to :meth:`staging_path` is moved, not copied.
+
         Where the file goes: ``upload_uri``, else the destination set earlier on this model,
         else the task's ``output_uri``, else the backend's default (the embedded store's
         blob folder, or the server's files host). The model's URL moves only once the file
-        is completely stored, with its sha256 and size recorded.
+        is completely stored and its sha256 and size checked.
+
+        Args:
+            metadata: modelbook extension: ``{key: value}`` set on the model together with
+                these weights (so metadata and weights never disagree).
 
         Returns:
             The URI the weights are stored at.
@@ -274,6 +325,7 @@ class OutputModel(BaseModel):
             WeightsArgumentError: both or neither of weights_filename and register_uri.
             WeightsFileNotFoundError: weights_filename does not exist.
             ModelPublishedError: the model is published.
+            UploadError: the weights could not be snapshotted (e.g. the disk is full).
         """
         if (weights_filename is None) == (register_uri is None):
             raise WeightsArgumentError(weights_filename, register_uri)
@@ -283,68 +335,76 @@ class OutputModel(BaseModel):
             raise InvalidArgumentError(f"iteration must be an int, got {iteration!r}")
         self._check_not_published("update the weights")
         if register_uri is not None:
-            return self._register(register_uri, iteration, update_comment, is_package)
+            uri = register_uri if scheme_of(register_uri) else to_uri(register_uri)
+            prefix = f"snapshot {uri} stored\n" if update_comment else None
+            job = self._submit(None, False, Path(uri).name, uri, iteration, prefix, is_package,
+                               metadata, wait=not async_enable)  # fmt: skip
+            return uri
         path = Path(weights_filename)  # type: ignore[arg-type]
         if not path.exists():
             raise WeightsFileNotFoundError(path)
         if path.is_dir():
             return self.update_weights_package(
-                weights_path=str(path),
-                upload_uri=upload_uri,
+                weights_path=str(path), upload_uri=upload_uri,
                 target_filename=target_filename or path.name,
-                auto_delete_file=auto_delete_file,
-                iteration=iteration,
-                async_enable=async_enable,
-            )
+                auto_delete_file=auto_delete_file, iteration=iteration, async_enable=async_enable,
+            )  # fmt: skip
         if upload_uri:
             self.set_upload_destination(upload_uri)
         target = target_filename or path.name
-        self._ensure_created(Path(target).stem)
-        explicit = self._upload_uri
-        stored = self._store(path, target)
-        comment = f"snapshot {weights_filename} stored\n{self.comment}" if update_comment else None
-        self._record = self._be.add_model_version(
-            self._id,  # type: ignore[arg-type]
-            uri=stored.uri,
-            sha256=stored.sha256,
-            size=stored.size,
-            iteration=iteration,
-            comment=comment,
-            framework=None if self.framework else Framework.infer(target),
-            is_package=is_package,
-        )
-        if auto_delete_file and explicit:
-            path.unlink(missing_ok=True)
-        return stored.uri
-
-    def _register(
-        self, uri: str, iteration: int | None, update_comment: bool, is_package: bool
-    ) -> str:
-        uri = uri if scheme_of(uri) else to_uri(uri)
-        self._ensure_created(Path(uri).stem)
-        comment = f"snapshot {uri} stored\n{self.comment}" if update_comment else None
-        self._record = self._be.add_model_version(
-            self._id,  # type: ignore[arg-type]
-            uri=uri,
-            sha256=None,
-            size=None,
-            iteration=iteration,
-            comment=comment,
-            framework=None if self.framework else Framework.infer(uri),
-            is_package=is_package,
-        )
-        return uri
-
-    def _store(self, path: Path, target: str) -> StoredObject:
-        if "/" in target or "\\" in target or target in ("", ".", ".."):
+        if "/" in target or "\\" in target or target in (".", ".."):
             raise InvalidArgumentError(f"target_filename must be a plain file name, got {target!r}")
-        if self._upload_uri is None and self._be.default_layout == "content":
-            root = to_path(self._be.default_destination())
-            return put_content_addressed(path, root, target)
-        root = (self._upload_uri or self._be.default_destination()).rstrip("/")
-        task = self._task
-        uri = f"{root}/{task.project_name}/{task.name[:128]}.{task.id}/models/{target}"
-        return driver_for(uri).put(path, uri)
+        queue = self._queue()
+        move = queue.spool.owns(path) or (auto_delete_file and self._upload_uri is not None)
+        prefix = f"snapshot {weights_filename} stored\n" if update_comment else None
+        job = self._submit(path, move, target, None, iteration, prefix, is_package, metadata,
+                           wait=not async_enable)  # fmt: skip
+        if job.layout == "content":
+            root = to_path(job.target_uri or "")
+            return to_uri(root / job.sha256[:2] / job.sha256 / target)  # type: ignore[index]
+        return job.target_uri or ""
+
+    def staging_path(self, filename: str) -> Path:
+        """A fresh path to save weights to; ``update_weights`` then moves the file instead
+        of copying it (the integrations use this to keep training stalls minimal)."""
+        return self._queue().spool.incoming_path(filename)
+
+    def _queue(self) -> uploads.UploadQueue:
+        return uploads.queue_for(self._be, config.home())
+
+    def _submit(
+        self,
+        source: Path | None,
+        move: bool,
+        target: str,
+        register_uri: str | None,
+        iteration: int | None,
+        comment_prefix: str | None,
+        is_package: bool,
+        metadata: Mapping[str, Any] | None,
+        wait: bool,
+    ) -> Job:
+        queue = self._queue()
+        entry = Path(target).stem
+        self._ensure_created(entry, defer=True)
+        content = self._upload_uri is None and self._be.default_layout == "content"
+        if content:
+            target_uri = self._be.default_destination()
+        else:
+            root = (self._upload_uri or self._be.default_destination()).rstrip("/")
+            task = self._task
+            target_uri = f"{root}/{task.project_name}/{task.name[:128]}.{task.id}/models/{target}"
+        job = Job(
+            id=Job.new_id(), model_key=self._key, registry=queue.registry, model_id=self._id,
+            create=None if self._id else self._create_spec(entry),
+            target_uri=target_uri, layout="content" if content else "clearml", filename=target,
+            register_uri=register_uri, iteration=iteration, comment_prefix=comment_prefix,
+            framework=None if self._data().framework else Framework.infer(target),
+            is_package=is_package, metadata=uploads.metadata_items(metadata),
+        )  # fmt: skip
+        job = queue.submit(job, source, move, hash_now=content and source is not None, wait=wait)
+        self._stale = True
+        return job
 
     def update_weights_package(
         self,
@@ -355,6 +415,8 @@ class OutputModel(BaseModel):
         auto_delete_file: bool = True,
         iteration: int | None = None,
         async_enable: bool = True,
+        *,
+        metadata: Mapping[str, Any] | None = None,
     ) -> str:
         """Store several files, or a whole folder (recursively), as one zip package.
 
@@ -377,21 +439,21 @@ class OutputModel(BaseModel):
             if missing or not paths:
                 raise WeightsFileNotFoundError(missing[0] if missing else "(empty list)")
             base = paths[0].parent if len(paths) == 1 else Path(os.path.commonpath(paths))
+        if upload_uri:
+            self.set_upload_destination(upload_uri)
         target = target_filename or "model_package.zip"
         target = target if target.endswith(".zip") else f"{target}.zip"
-        with tempfile.TemporaryDirectory(prefix="modelbook-package-") as tmp:
-            archive = Path(tmp) / target
+        archive = self.staging_path(target)
+        try:
             make_package(paths, base, archive)
-            uri = self.update_weights(
-                weights_filename=str(archive),
-                upload_uri=upload_uri,
-                target_filename=target,
-                auto_delete_file=False,
-                iteration=iteration,
-                update_comment=False,
-                is_package=True,
-                async_enable=async_enable,
-            )
+        except OSError as exc:
+            shutil.rmtree(archive.parent, ignore_errors=True)
+            raise UploadError(f"cannot package {base} into {archive.parent}: {exc}") from exc
+        uri = self.update_weights(
+            weights_filename=str(archive), target_filename=target, auto_delete_file=True,
+            iteration=iteration, update_comment=False, is_package=True,
+            async_enable=async_enable, metadata=metadata,
+        )  # fmt: skip
         if auto_delete_file and self._upload_uri:
             for p in paths:
                 shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
@@ -400,8 +462,22 @@ class OutputModel(BaseModel):
     @classmethod
     def wait_for_uploads(
         cls, timeout: float | None = None, max_num_uploads: int | None = None
-    ) -> None:
-        """Wait for this process's pending uploads (stores are synchronous for now)."""
+    ) -> list[Job]:
+        """Wait up to ``timeout`` seconds for this registry's pending uploads.
+
+        Returns the uploads still pending (empty when all are done); they stay in the spool
+        and resume in the background, or in the next process that opens this home.
+        """
+        queue = uploads.queue_for(config.get_backend(), config.home())
+        left = queue.wait(timeout)
+        if left:
+            log.warning(
+                "%d upload(s) still pending after %s s; they stay in %s and resume later: %s",
+                len(left), timeout, queue.spool.root,
+                "; ".join(f"model {j.model_id or '(not created yet)'} iteration {j.iteration} "
+                          f"({j.last_error or 'waiting'})" for j in left),
+            )  # fmt: skip
+        return left
 
     @classmethod
     def set_default_upload_uri(cls, output_uri: str | None) -> None:

@@ -455,14 +455,16 @@ class Task:
         self._update(status="failed")
 
     def flush(self, wait_for_uploads: bool = False) -> bool:
+        """With ``wait_for_uploads``, wait (up to the upload timeout) for pending uploads;
+        returns False if some are still pending."""
         from modelbook.output_model import OutputModel
 
         if wait_for_uploads:
-            OutputModel.wait_for_uploads()
+            return not OutputModel.wait_for_uploads(timeout=config.upload_timeout())
         return True
 
     def _finish(self, status: str) -> None:
-        self.flush(wait_for_uploads=status == "completed")
+        self.flush(wait_for_uploads=True)
         self._update(status=status)
         self._closed = True
         with Task._lock:
@@ -470,7 +472,8 @@ class Task:
                 Task._current = None
 
     def close(self) -> None:
-        """Wait for pending uploads, mark the task completed, and end it."""
+        """Wait for pending uploads (up to ``modelbook.configure(upload_timeout=...)``,
+        default 300 s, reporting what is left), mark the task completed, and end it."""
         if not self._closed:
             self._finish("completed")
 

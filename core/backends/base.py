@@ -32,6 +32,11 @@ class Backend(ABC):
     #: the embedded store) or ``"clearml"`` (``<project>/<task>.<id>/models/<file>``).
     default_layout: str = "clearml"
 
+    @property
+    def registry_id(self) -> str:
+        """Identifies the registry, so spooled uploads resume only against the same one."""
+        return f"{self.kind}:{getattr(self, 'api_host', '')}"
+
     # -- projects -------------------------------------------------------------------------
     @abstractmethod
     def get_or_create_project(self, name: str) -> ProjectRecord:
@@ -112,12 +117,13 @@ class Backend(ABC):
         comment: str | None = None,
         framework: str | None = None,
         is_package: bool = False,
+        metadata: dict[str, tuple[str, str]] | None = None,
     ) -> ModelRecord:
         """Point the model at newly stored weights and record that as a new version.
 
-        One transaction: the model's uri, sha256, size, iteration (and comment / framework
-        when given) change together, the version counter goes up, and a version row with a
-        snapshot of the model's metadata is written.
+        One transaction: the model's uri, sha256, size, iteration (and comment, framework
+        and ``metadata`` ``{key: (value, type)}`` when given) change together, the version
+        counter goes up, and a version row with a snapshot of the model's metadata is written.
         """
 
     @abstractmethod

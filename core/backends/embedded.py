@@ -35,5 +35,9 @@ class EmbeddedBackend(SqlStore):
         self.home.mkdir(parents=True, exist_ok=True)
         super().__init__(f"sqlite:///{self.home / 'store.db'}")
 
+    @property
+    def registry_id(self) -> str:
+        return f"embedded:{self.home}"
+
     def default_destination(self) -> str:
         return to_uri(self.home / "blobs")

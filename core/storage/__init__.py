@@ -31,7 +31,11 @@ def driver_for(uri: str) -> StorageDriver:
         from modelbook.storage.http import HttpFilesDriver
 
         return HttpFilesDriver.for_uri(uri)
+    if scheme == "s3":
+        from modelbook.storage.s3 import S3Driver
+
+        return S3Driver.for_uri(uri)
     raise StorageError(
         f"no storage driver for {uri!r} (scheme {scheme!r}); supported: local paths, "
-        "file://, http:// and https:// (a modelbook or ClearML files server)"
+        "file://, http:// and https:// (a modelbook or ClearML files server), s3://"
     )

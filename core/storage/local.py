@@ -50,26 +50,6 @@ def copy_hashed(src: Path, dest: Path) -> StoredObject:
     return StoredObject(uri=to_uri(dest), sha256=digest.hexdigest(), size=size)
 
 
-def put_content_addressed(src: Path, root: Path, filename: str) -> StoredObject:
-    """Store ``src`` under ``root/<sha[:2]>/<sha>/<filename>``; identical bytes are kept once.
-
-    The file keeps its name (loaders such as Keras look at the extension); the folder is
-    named by content, so a stored blob never changes and is never half-written.
-    """
-    staging = root / "staging"
-    staged = copy_hashed(src, staging / f"{uuid.uuid4().hex}.blob")
-    staged_path = to_path(staged.uri)
-    final = root / staged.sha256[:2] / staged.sha256 / filename
-    try:
-        if final.exists() and final.stat().st_size == staged.size:
-            return StoredObject(to_uri(final), staged.sha256, staged.size)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged_path, final)
-    finally:
-        staged_path.unlink(missing_ok=True)
-    return StoredObject(to_uri(final), staged.sha256, staged.size)
-
-
 class LocalDriver(StorageDriver):
     """Files on this machine (or a mounted share), addressed by path or ``file://``."""
 

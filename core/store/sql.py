@@ -457,9 +457,12 @@ class SqlStore(Backend):
         comment: str | None = None,
         framework: str | None = None,
         is_package: bool = False,
+        metadata: dict[str, tuple[str, str]] | None = None,
     ) -> ModelRecord:
         with self._write() as conn:
             row = self._model_row(conn, model_id, lock=True)
+            if metadata:
+                self._write_metadata(conn, row.seq, metadata, replace=False)
             version, stamp = row.version + 1, now()
             values: dict[str, Any] = {
                 "uri": uri,

@@ -1,5 +1,5 @@
-"""Crash safety of stored weights: a killed writer leaves no partial blob and no model
-pointing at one; the previous version stays intact."""
+"""Crash safety: a process killed mid-transfer leaves no model pointing at a partial file,
+and the next process that opens the same home finishes the transfer from the spool."""
 
 from __future__ import annotations
 
@@ -14,72 +14,88 @@ from pathlib import Path
 from modelbook import Model, OutputModel, Task
 from modelbook.config import configure
 
-WRITER = textwrap.dedent(
+TRAINER = textwrap.dedent(
     """
     import sys
     from modelbook import OutputModel, Task, configure
     configure(home=sys.argv[1])
     task = Task.get_task(task_id=sys.argv[2])
-    model = OutputModel(task=task, base_model_id=sys.argv[3])
-    print("ready", flush=True)
-    model.update_weights(weights_filename=sys.argv[4], iteration=2)
-    print("done", flush=True)
+    model = OutputModel(task=task, base_model_id=sys.argv[3], name="m")
+    model.update_weights(weights_filename=sys.argv[4], iteration=2, auto_delete_file=False)
+    print("queued", flush=True)
+    OutputModel.wait_for_uploads(timeout=600)
+    """
+)
+RESUMER = textwrap.dedent(
+    """
+    import sys
+    from modelbook import OutputModel, configure
+    configure(home=sys.argv[1])
+    left = OutputModel.wait_for_uploads(timeout=120)
+    print("left", len(left), flush=True)
     """
 )
 
 
-def _partials(home: Path) -> list[Path]:
-    return list((home / "blobs").rglob("*.partial"))
+def _run(code: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
 
 
-def test_writer_killed_mid_copy_leaves_previous_version(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_killed_mid_transfer_then_resumed(tmp_path: Path) -> None:
+    home, dest = tmp_path / "home", tmp_path / "dest"
     configure(home=home)
-    task = Task.init(project_name="p", task_name="crash")
+    task = Task.init(project_name="p", task_name="crash", output_uri=str(dest))
     model = OutputModel(task=task, name="m")
     small = tmp_path / "v1.pt"
     small.write_bytes(b"v1" * 1000)
-    model.update_weights(weights_filename=str(small), iteration=1)
+    model.update_weights(weights_filename=str(small), iteration=1, auto_delete_file=False)
+    OutputModel.wait_for_uploads(timeout=30)
     big = tmp_path / "v2.pt"
-    with open(big, "wb") as fh:  # large enough that the copy takes a while
+    with open(big, "wb") as fh:  # large enough that the transfer takes a while
         for _ in range(768):
             fh.write(os.urandom(1 << 20))
 
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(home), task.id, model.id, str(big)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    trainer = _run(TRAINER, str(home), task.id, model.id, str(big))
     try:
-        assert proc.stdout.readline().strip() == "ready"
+        assert trainer.stdout.readline().strip() == "queued"
         deadline = time.monotonic() + 60
-        while not _partials(home) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert _partials(home), "the writer never started copying"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        while not list(dest.rglob("*.partial")) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert list(dest.rglob("*.partial")), "the transfer never started"
+        trainer.send_signal(signal.SIGKILL)
+        trainer.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait(timeout=30)
 
-    after = Model(model.id)
-    assert after.iteration == 1 and [v.version for v in after.versions] == [1]
-    assert Path(after.get_local_copy()).read_bytes() == b"v1" * 1000
-    for blob in (home / "blobs").rglob("*"):
-        if blob.is_file() and not blob.name.endswith(".partial"):
-            assert blob.name == "v1.pt"  # no complete-looking file holds partial bytes
+    killed = Model(model.id)
+    assert killed.iteration == 1 and [v.version for v in killed.versions] == [1]
+    assert Path(killed.get_local_copy()).read_bytes() == b"v1" * 1000
+
+    resumer = _run(RESUMER, str(home))
+    out, _ = resumer.communicate(timeout=180)
+    assert out.strip() == "left 0"
+    done = Model(model.id)
+    assert done.iteration == 2 and [v.iteration for v in done.versions] == [1, 2]
+    assert Path(done.get_local_copy()).stat().st_size == big.stat().st_size
+    assert done.versions[-1].sha256 == done._data().sha256
+    assert not list((home / "spool" / "jobs").iterdir())
 
 
-def test_update_after_a_crash_succeeds(tmp_path: Path) -> None:
+def test_half_written_snapshots_are_swept(tmp_path: Path) -> None:
     home = tmp_path / "home"
+    leftover = home / "spool" / ".000-dead.partial"
+    leftover.mkdir(parents=True)
+    (leftover / "payload").write_bytes(b"half")
+    old = time.time() - 7200
+    os.utime(leftover, (old, old))
     configure(home=home)
-    staging = home / "blobs" / "staging"
-    staging.mkdir(parents=True)
-    (staging / ".leftover.blob.0123.partial").write_bytes(b"half")
     task = Task.init(project_name="p", task_name="after")
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"ok" * 10)
     model = OutputModel(task=task)
     model.update_weights(weights_filename=str(weights))
+    OutputModel.wait_for_uploads(timeout=30)
     assert Path(Model(model.id).get_local_copy()).read_bytes() == b"ok" * 10
+    assert not leftover.exists()

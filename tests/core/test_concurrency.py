@@ -23,7 +23,7 @@ def _worker(home: str, model_id: str, task_id: str, worker: int, weights_dir: st
     for i in range(5):
         path = Path(weights_dir) / f"w{worker}-{i}.pt"
         path.write_bytes(bytes([worker, i]) * 1000)
-        out.update_weights(weights_filename=str(path), iteration=i)
+        out.update_weights(weights_filename=str(path), iteration=i, async_enable=False)
 
 
 def test_processes_sharing_a_home_lose_nothing(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ def test_string_tags_suggest_a_list(registry: str) -> None:
 
 
 def test_published_model(model: OutputModel, weights) -> None:
-    model.update_weights(str(weights()))
+    model.update_weights(str(weights()), async_enable=False)
     model.publish()
     with pytest.raises(ModelPublishedError) as info:
         model.update_weights(str(weights()))
@@ -97,7 +97,7 @@ def test_unknown_tag_operator(registry: str) -> None:
 
 
 def test_corrupted_blob_raises(model: OutputModel, weights) -> None:
-    model.update_weights(str(weights()))
+    model.update_weights(str(weights()), async_enable=False)
     stored = Path(Model(model.id).get_local_copy())
     stored.write_bytes(b"garbage")
     with pytest.raises(BlobCorruptedError, match="is corrupted: its sha256 is"):

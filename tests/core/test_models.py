@@ -15,13 +15,19 @@ def task(registry: str) -> Task:
     return Task.init(project_name="proj", task_name="train")
 
 
+def settle() -> None:
+    """Wait for the background uploads; none may be left."""
+    assert OutputModel.wait_for_uploads(timeout=60) == []
+
+
 def test_each_update_is_a_version_and_the_url_moves(task: Task, weights) -> None:
     model = OutputModel(task=task, name="net", tags=["cnn"], framework="PyTorch")
     assert model.id is None  # nothing is written before the first weights
     first, second = weights(), weights()
-    model.update_weights(weights_filename=str(first), iteration=10)
+    model.update_weights(weights_filename=str(first), iteration=10, async_enable=False)
     model_id = model.id
     url = model.update_weights(weights_filename=str(second), iteration=20)
+    settle()
     assert model.id == model_id and model.url == url and model.iteration == 20
     versions = Model(model_id).versions
     assert [(v.version, v.iteration) for v in versions] == [(1, 10), (2, 20)]
@@ -34,6 +40,7 @@ def test_identical_weights_are_stored_once(task: Task, weights) -> None:
     data = b"same bytes" * 100
     a = OutputModel(task=task, name="a").update_weights(str(weights("w.pt", content=data)))
     b = OutputModel(task=task, name="b").update_weights(str(weights("w.pt", content=data)))
+    settle()
     assert a == b
 
 
@@ -45,26 +52,30 @@ def test_explicit_destination_uses_clearml_layout(task: Task, weights, tmp_path:
     assert url == f"file://{tmp_path}/dest/proj/train.{task.id}/models/best.pt"
     assert source.exists()
     model.update_weights(weights_filename=str(source))  # auto_delete_file defaults to True
-    assert not source.exists()
+    assert not source.exists()  # handed over to the spool at once
+    settle()
+    assert Model(model.id).url == url and Path(Model(model.id).get_local_copy()).is_file()
 
 
 def test_metadata_round_trip_and_snapshot_per_version(task: Task, weights) -> None:
     model = OutputModel(task=task)
     model.set_metadata("val_loss", 0.5, "float")
-    model.update_weights(str(weights()))
-    model.set_all_metadata(
-        {"val_loss": {"value": "0.25", "type": "float"}, "epoch": {"value": "3", "type": "int"}}
-    )
-    model.update_weights(str(weights()))
+    model.update_weights(str(weights()), async_enable=False)
+    model.update_weights(str(weights()), metadata={"val_loss": 0.25, "epoch": 3})
+    settle()
     again = Model(model.id)
     assert again.get_all_metadata()["epoch"] == {"key": "epoch", "value": "3", "type": "int"}
     assert again.get_metadata_casted("val_loss") == 0.25
     assert [v.metadata["val_loss"]["value"] for v in again.versions] == ["0.5", "0.25"]
+    model.set_all_metadata({"note": {"value": "hi", "type": "str"}}, replace=True)
+    assert Model(model.id).get_all_metadata() == {
+        "note": {"key": "note", "value": "hi", "type": "str"}
+    }
 
 
 def test_published_model_refuses_changes(task: Task, weights) -> None:
     model = OutputModel(task=task)
-    model.update_weights(str(weights()))
+    model.update_weights(str(weights()), async_enable=False)
     model.publish()
     model.publish()  # idempotent
     for change in (
@@ -85,6 +96,7 @@ def test_package_round_trip(task: Task, tmp_path: Path) -> None:
     (folder / "sub" / "shard.bin").write_bytes(b"\x01" * 1000)
     model = OutputModel(task=task)
     model.update_weights(weights_filename=str(folder), iteration=3)
+    settle()
     assert "package" in model.system_tags
     local = Path(Model(model.id).get_local_copy())
     assert (local / "sub" / "shard.bin").read_bytes() == b"\x01" * 1000
@@ -97,6 +109,7 @@ def test_archive_remove_and_task_models(task: Task, weights) -> None:
     task.connect(model, name="best")
     model.update_weights(str(weights()))
     other = task.update_output_model(str(weights("extra.pt")), name="extra")
+    settle()
     models = task.models
     assert models.output["best"].id == model.id
     assert models["output"][-1].url == other
@@ -145,4 +158,5 @@ def test_hyperparameters_and_close(registry: str) -> None:
 def test_register_uri_keeps_iteration(task: Task) -> None:
     model = OutputModel(task=task)
     url = model.update_weights(register_uri="s3://bucket/models/w.pt", iteration=7)
+    settle()
     assert url == model.url == "s3://bucket/models/w.pt" and model.iteration == 7

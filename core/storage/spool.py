@@ -1,0 +1,232 @@
+"""The upload spool: pending uploads kept on disk until they are stored and registered.
+
+Each job is a folder ``<spool>/jobs/<job id>/`` holding the weights snapshot (``payload``)
+and ``job.json``. A job folder is built under a temporary name and renamed into ``jobs/``,
+so a job is either complete or absent, even if the process dies while writing it. A
+worker holds ``flock`` on the job's ``lock`` file while it works on it; the kernel drops the
+lock when a process dies, so the next process resumes the job.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelbook.errors import UploadError
+from modelbook.storage.base import CHUNK, sha256_file
+
+
+@dataclass
+class Job:
+    """One pending registration of weights for one model."""
+
+    id: str
+    model_key: str
+    registry: str
+    model_id: str | None = None
+    create: dict[str, Any] | None = None
+    target_uri: str | None = None
+    layout: str = "clearml"
+    filename: str = ""
+    register_uri: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    iteration: int | None = None
+    comment_prefix: str | None = None
+    framework: str | None = None
+    is_package: bool = False
+    metadata: dict[str, list[str]] | None = None
+    created: float = field(default_factory=time.time)
+    attempts: int = 0
+    last_error: str = ""
+
+    @staticmethod
+    def new_id() -> str:
+        """Ids sort by creation time, so jobs run in the order they were queued."""
+        return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+
+
+class Spool:
+    """The spool folder of one modelbook home.
+
+    Args:
+        root: the folder (``$MODELBOOK_HOME/spool``).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.jobs_dir = self.root / "jobs"
+        self.failed_dir = self.root / "failed"
+        self.incoming_dir = self.root / "incoming"
+        self.models_dir = self.root / "models"
+        for folder in (self.jobs_dir, self.failed_dir, self.incoming_dir, self.models_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._sweep()
+
+    def _sweep(self, max_age: float = 3600.0) -> None:
+        """Remove snapshots a killed process left half-written (older than ``max_age``)."""
+        cutoff = time.time() - max_age
+        for leftover in [*self.root.glob(".*.partial"), *self.root.glob(".*.removed")]:
+            try:
+                if leftover.stat().st_mtime < cutoff:
+                    shutil.rmtree(leftover, ignore_errors=True)
+            except OSError:
+                continue
+
+    # -- writing jobs ---------------------------------------------------------------------
+    def incoming_path(self, filename: str) -> Path:
+        """A fresh path on the spool's file system for the caller to write weights to.
+
+        ``update_weights`` moves a file found there into the spool instead of copying it.
+        """
+        folder = self.incoming_dir / uuid.uuid4().hex
+        folder.mkdir(parents=True)
+        return folder / filename
+
+    def owns(self, path: Path) -> bool:
+        return Path(path).absolute().is_relative_to(self.incoming_dir.absolute())
+
+    def add(self, job: Job, source: Path | None, move: bool, hash_now: bool = False) -> Job:
+        """Snapshot ``source`` (moved when ``move``, else copied) and write the job.
+
+        With ``hash_now`` the job's sha256 is computed here (during the copy, or by reading
+        the moved file); otherwise the worker computes it.
+
+        Raises:
+            UploadError: the snapshot could not be written (e.g. the disk is full); nothing
+                is left behind.
+        """
+        building = self.root / f".{job.id}.partial"
+        building.mkdir(parents=True)
+        try:
+            if source is not None:
+                payload = building / "payload"
+                if move:
+                    _move(source, payload)
+                    if hash_now:
+                        job.sha256 = sha256_file(payload)[0]
+                else:
+                    digest = _copy(source, payload, hash_now)
+                    job.sha256 = digest or job.sha256
+                job.size = payload.stat().st_size
+            (building / "lock").touch()
+            _write_json(building / "job.json", asdict(job))
+            os.replace(building, self.jobs_dir / job.id)
+        except OSError as exc:
+            shutil.rmtree(building, ignore_errors=True)
+            if exc.errno == errno.ENOSPC:
+                raise UploadError(
+                    f"cannot snapshot {source} for upload: no space left in the spool "
+                    f"{self.root} ({exc}); free disk space or move MODELBOOK_HOME",
+                    transient=True,
+                ) from exc
+            raise UploadError(f"cannot snapshot {source} into {self.root}: {exc}") from exc
+        if move and source is not None and self.owns(source):
+            shutil.rmtree(source.parent, ignore_errors=True)
+        return job
+
+    def save(self, job: Job) -> None:
+        """Rewrite a job's ``job.json`` (attempts, errors, discovered ids)."""
+        folder = self.jobs_dir / job.id
+        if folder.is_dir():
+            _write_json(folder / "job.json", asdict(job))
+
+    # -- reading jobs ---------------------------------------------------------------------
+    def pending(self) -> list[Job]:
+        """Every complete job in the spool, oldest first."""
+        jobs = []
+        for folder in sorted(self.jobs_dir.iterdir()):
+            try:
+                jobs.append(Job(**json.loads((folder / "job.json").read_text())))
+            except (OSError, ValueError, TypeError):
+                continue  # being removed by another process, or not ours
+        return jobs
+
+    def payload(self, job: Job) -> Path:
+        return self.jobs_dir / job.id / "payload"
+
+    @contextmanager
+    def claim(self, job: Job) -> Iterator[bool]:
+        """Lock the job for this process; yields False if another process holds it, or if
+        the job is already gone."""
+        try:  # no O_CREAT: a job being removed must not get a fresh lock file
+            fd = os.open(self.jobs_dir / job.id / "lock", os.O_RDWR)
+        except OSError:
+            yield False
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                yield False
+                return
+            yield (self.jobs_dir / job.id / "job.json").is_file()
+        finally:
+            os.close(fd)
+
+    def remove(self, job: Job) -> None:
+        """Delete a job: first renamed out of ``jobs/`` (atomic), then removed."""
+        trash = self.root / f".{job.id}.removed"
+        try:
+            os.replace(self.jobs_dir / job.id, trash)
+        except OSError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def fail(self, job: Job) -> Path:
+        """Move a job that cannot succeed to ``failed/`` (kept for inspection)."""
+        target = self.failed_dir / job.id
+        try:
+            os.replace(self.jobs_dir / job.id, target)
+            _write_json(target / "job.json", asdict(job))
+        except OSError:
+            shutil.rmtree(self.jobs_dir / job.id, ignore_errors=True)
+        return target
+
+    # -- model ids discovered by the worker ------------------------------------------------
+    def remember_model(self, key: str, model_id: str) -> None:
+        _write_json(self.models_dir / key, {"id": model_id})
+
+    def model_id(self, key: str) -> str | None:
+        try:
+            return json.loads((self.models_dir / key).read_text())["id"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _copy(src: Path, dest: Path, hash_it: bool = False) -> str | None:
+    """Copy a file; with ``hash_it``, return its sha256, computed on the way."""
+    digest = hashlib.sha256() if hash_it else None
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        while chunk := fin.read(CHUNK):
+            if digest is not None:
+                digest.update(chunk)
+            fout.write(chunk)
+    return digest.hexdigest() if digest is not None else None
+
+
+def _move(src: Path, dest: Path) -> None:
+    try:
+        os.replace(src, dest)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy(src, dest)
+        src.unlink()
