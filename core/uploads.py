@@ -19,6 +19,7 @@ that model's older jobs that have not started.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
@@ -36,7 +37,7 @@ from modelbook.errors import (
     is_transient,
 )
 from modelbook.storage import StoredObject, driver_for, sha256_file
-from modelbook.storage.local import to_path, to_uri
+from modelbook.storage.local import copy_hashed, to_path, to_uri
 from modelbook.storage.spool import Job, Spool
 
 log = logging.getLogger("modelbook")
@@ -272,7 +273,12 @@ def _store_content(payload: Path, root: Path, job: Job) -> StoredObject:
         with open(payload, "rb") as fh:
             os.fsync(fh.fileno())
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(payload, final)
+        try:
+            os.replace(payload, final)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            copy_hashed(payload, final)  # the spool is on another file system
     return StoredObject(to_uri(final), job.sha256 or "", job.size or 0)
 
 
