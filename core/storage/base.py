@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +50,28 @@ class StorageDriver(ABC):
     def local_path(self, uri: str) -> Path | None:
         """The local file behind ``uri`` when it can be read in place (file://), else None."""
         return None
+
+
+@contextmanager
+def progress(total: int | None, label: str) -> Iterator[Callable[[int], None]]:
+    """A progress bar for one transfer: shown on a terminal once it has run 2 s, never
+    when stderr is not a terminal (CI logs, notebooks' captured output), never without tqdm.
+
+    Yields a function to call with the number of bytes just moved.
+    """
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        yield lambda n: None
+        return
+    bar = tqdm(
+        total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, delay=2.0,
+        disable=None, leave=False,
+    )  # fmt: skip
+    try:
+        yield bar.update
+    finally:
+        bar.close()
 
 
 def sha256_file(path: Path) -> tuple[str, int]:

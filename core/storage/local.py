@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from modelbook.errors import StorageError
-from modelbook.storage.base import CHUNK, StorageDriver, StoredObject
+from modelbook.storage.base import CHUNK, StorageDriver, StoredObject, progress
 
 
 def to_path(uri: str) -> Path:
@@ -36,11 +36,13 @@ def copy_hashed(src: Path, dest: Path) -> StoredObject:
     tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.partial"
     digest, size = hashlib.sha256(), 0
     try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        total = os.path.getsize(src)
+        with open(src, "rb") as fin, open(tmp, "wb") as fout, progress(total, dest.name) as step:
             while chunk := fin.read(CHUNK):
                 digest.update(chunk)
                 fout.write(chunk)
                 size += len(chunk)
+                step(len(chunk))
             fout.flush()
             os.fsync(fout.fileno())
         os.replace(tmp, dest)
