@@ -115,12 +115,11 @@ class OutputModel(BaseModel):
 
     def _adopt(self, model_id: str, rename: bool) -> None:
         record = self._be.get_model(model_id)
-        pending = self._pending
-        fields: dict[str, Any] = {
-            "task": self._task.id,
-            "project": self._task.project,
-            "comment": record.comment + f"\nOverwritten by task id: {self._task.id}",
-        }
+        pending, task_record = self._pending, self._task._data()
+        own = record.task == self._task.id  # a resumed run re-attaching to its own model
+        fields: dict[str, Any] = {"task": self._task.id, "project": self._task.project}
+        if not own:
+            fields["comment"] = record.comment + f"\nOverwritten by task id: {self._task.id}"
         if rename:
             fields["name"] = pending["name"]
         for key in ("design", "labels", "framework"):
@@ -130,8 +129,11 @@ class OutputModel(BaseModel):
             fields["tags"] = pending["tags"]
         self._id = model_id
         self._record = self._be.update_model(model_id, **fields)
-        entry = Path(record.uri).stem if record.uri else "Output Model"
-        self._task._connect_model(self, "output", entry, self._record.design, self._record.labels)
+        entry = next((e.name for e in task_record.output_models if e.model == model_id), None)
+        if entry is None:
+            entry = Path(record.uri).stem if record.uri else "Output Model"
+            self._task._connect_model(self, "output", entry, self._record.design,
+                                      self._record.labels)  # fmt: skip
         self._entry_name = entry
 
     def _create_fields(self, entry: str | None) -> dict[str, Any]:

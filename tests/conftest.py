@@ -10,6 +10,7 @@ import importlib.util
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,12 +37,18 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     modelbook.configure()
 
 
+class Registry(str):
+    """The backend kind ("embedded" or "http"); ``.server`` is the live server over HTTP."""
+
+    server: Any = None
+
+
 @pytest.fixture(params=BACKENDS)
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
     """Configure modelbook for one backend; yields its kind ("embedded" or "http")."""
     if request.param == "embedded":
         modelbook.configure(home=tmp_path / "home")
-        yield "embedded"
+        yield Registry("embedded")
         return
     from modelbook.server.testing import running_server
 
@@ -53,7 +60,10 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             access_key=server.access_key,
             secret_key=server.secret_key,
         )
-        yield "http"
+        kind = Registry("http")
+        kind.server = server
+        yield kind
+        modelbook.OutputModel.wait_for_uploads(timeout=30)
 
 
 @pytest.fixture

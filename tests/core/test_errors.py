@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -96,12 +97,16 @@ def test_unknown_tag_operator(registry: str) -> None:
         Model.query_models(tags=["__$maybe", "x"])
 
 
-def test_corrupted_blob_raises(model: OutputModel, weights) -> None:
+def test_corrupted_blob_raises(model: OutputModel, weights, registry) -> None:
     model.update_weights(str(weights()), async_enable=False)
-    stored = Path(Model(model.id).get_local_copy())
+    if registry == "http":  # corrupt the server's copy; the download must refuse it
+        relative = Model(model.id).url[len(registry.server.files_host) :].lstrip("/")
+        stored = Path(registry.server.files_root) / unquote(relative)
+    else:
+        stored = Path(Model(model.id).get_local_copy())
     stored.write_bytes(b"garbage")
     with pytest.raises(BlobCorruptedError, match="is corrupted: its sha256 is"):
-        Model(model.id).get_local_copy()
+        Model(model.id).get_local_copy(force_download=True)
 
 
 def test_config_text_and_dict_are_exclusive(registry: str) -> None:

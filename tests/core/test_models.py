@@ -8,6 +8,7 @@ import pytest
 
 from modelbook import InputModel, Model, OutputModel, Task
 from modelbook.errors import ModelPublishedError
+from modelbook.storage import driver_for
 
 
 @pytest.fixture
@@ -116,9 +117,9 @@ def test_archive_remove_and_task_models(task: Task, weights) -> None:
     model.archive()
     assert Model(model.id).archived and not Model.query_models(model_name="keep")
     model.unarchive()
-    local = Path(Model(model.id).get_local_copy())
+    url = Model(model.id).url
     assert Model.remove(model.id)
-    assert not local.exists()
+    assert not driver_for(url).exists(url)
     assert not Model.remove(model.id)  # already gone: False, not an exception
 
 

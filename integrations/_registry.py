@@ -1,0 +1,398 @@
+"""The registry side shared by the three callbacks; framework-free and used on rank zero only.
+
+A :class:`Registrar` finds or creates the task, adopts the model a previous session of the
+run registered, creates the ``OutputModel`` at the first improvement, hands each new best
+with its metadata to the core's upload queue (which stores it in the background), prunes old
+snapshots (``keep_last``), publishes at the end, and turns every registry or storage failure
+into a warning: training never stops because of it.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import modelbook
+from modelbook import Model, OutputModel, Task, config, validate
+from modelbook.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    ModelbookError,
+    ModelNotFoundError,
+)
+from modelbook.integrations.monitor import Decision, Monitor, as_scalar
+from modelbook.output_model import check_destination
+from modelbook.storage import driver_for
+
+T = TypeVar("T")
+
+
+class RegistryWarning(UserWarning):
+    """A registry or storage call failed; training goes on."""
+
+
+@dataclass
+class Snapshot:
+    """Weights written for one improvement, waiting to be registered.
+
+    Attributes:
+        path: the file, or the folder (registered as a zip package).
+        iteration: the global step.
+        metadata: ``{key: {"value": str, "type": str}}`` for the model version.
+        workdir: a private folder holding ``path``; deleted once handed to the upload queue.
+            None for files that are not ours (the Trainer's checkpoint folder).
+    """
+
+    path: Path
+    iteration: int
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    workdir: Path | None = None
+
+    def discard(self) -> None:
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _item(value: Any, kind: str) -> dict[str, str]:
+    return {"value": repr(value) if kind == "float" else str(value), "type": kind}
+
+
+def version_metadata(
+    monitor: Monitor,
+    decision: Decision,
+    metrics: Mapping[str, Any],
+    *,
+    epoch: float | None,
+    global_step: int,
+    framework: str,
+    framework_version: str,
+    save_weights_only: bool,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, str]]:
+    """The metadata each registered version carries (numbers keep their exact value)."""
+    meta = {
+        "monitor": _item(monitor.monitor, "str"),
+        "monitor_mode": _item(monitor.mode, "str"),
+        "monitor_value": _item(decision.value, "float"),
+        "min_delta": _item(float(monitor.min_delta), "float"),
+        "global_step": _item(int(global_step), "int"),
+        "framework": _item(framework, "str"),
+        "framework_version": _item(framework_version, "str"),
+        "modelbook_version": _item(modelbook.__version__, "str"),
+        "save_weights_only": _item(bool(save_weights_only), "bool"),
+    }
+    if epoch is not None:
+        meta["epoch"] = _item(epoch, "int" if isinstance(epoch, int) else "float")
+    for key, value in metrics.items():
+        number = as_scalar(value)
+        if number is not None:
+            meta[f"metrics/{key}"] = _item(number, "float")
+    for key, value in (extra or {}).items():
+        meta[key] = _item(value, "str")
+    return meta
+
+
+def _number(text: str | None) -> float | None:
+    """A metadata value (a string) as a finite float, else None."""
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+class Registrar:
+    """Registers the best model of one training run. Call it on rank zero only.
+
+    Args: see the callbacks, which pass their own arguments through.
+
+    Raises:
+        InvalidArgumentError: an argument of the wrong type or range (checked eagerly).
+        StorageError: ``upload_uri`` is not a destination modelbook can write to.
+    """
+
+    def __init__(
+        self,
+        *,
+        owner: str,
+        framework: str,
+        task: Task | None = None,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        model_name: str | None = None,
+        tags: Sequence[str] | None = None,
+        labels: Mapping[str, int] | None = None,
+        upload_uri: str | None = None,
+        keep_last: int | None = None,
+        publish_on_end: bool = False,
+    ) -> None:
+        if task is not None and not isinstance(task, Task):
+            raise InvalidArgumentError(f"task must be a modelbook Task, got {type(task).__name__}")
+        if keep_last is not None and (
+            not isinstance(keep_last, int) or isinstance(keep_last, bool) or keep_last < 0
+        ):
+            raise InvalidArgumentError(f"keep_last must be None or an int >= 0, got {keep_last!r}")
+        for what, value in (("project_name", project_name), ("task_name", task_name),
+                            ("model_name", model_name)):  # fmt: skip
+            if value is not None:
+                validate.name(value, what)
+        self.owner, self.framework = owner, framework
+        self.project_name, self.task_name, self.model_name = project_name, task_name, model_name
+        self.tags = validate.tags(tags)
+        self.labels = validate.labels(labels) if labels is not None else None
+        self.upload_uri = check_destination(upload_uri) if upload_uri else None
+        self.keep_last, self.publish_on_end = keep_last, bool(publish_on_end)
+        self._task = task
+        self._explicit_task_id = task.id if task is not None else None
+        self.task_id: str | None = self._explicit_task_id
+        self.model_id: str | None = None
+        self._model: OutputModel | None = None
+        self.pending: Snapshot | None = None  # a best that could not be registered yet
+        self.failures: list[str] = []
+        self.registered = 0
+        self.last_iteration: int | None = None  # of the newest best handed to the queue
+        self._finished = False
+        self._deleted: set[str] = set()
+
+    def arguments(self) -> dict[str, Any]:
+        """The constructor arguments except ``task``, JSON-friendly."""
+        return {
+            "project_name": self.project_name, "task_name": self.task_name,
+            "model_name": self.model_name, "tags": list(self.tags), "labels": self.labels,
+            "upload_uri": self.upload_uri, "keep_last": self.keep_last,
+            "publish_on_end": self.publish_on_end,
+        }  # fmt: skip
+
+    # -- pickling and resume ----------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_task"] = state["_model"] = None  # clients stay in their process
+        current = Task.current_task()
+        if state["task_id"] is None and current is not None:
+            state["task_id"] = current.id  # a spawned worker has no current task of its own
+        return state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "model_id": self.model_id}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if self._explicit_task_id is None and state.get("task_id"):
+            self.task_id = state["task_id"]
+        self.model_id = state.get("model_id") or self.model_id
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(
+        self, monitor: Monitor, hparams: Mapping[str, Any] | None = None, section: str = "General"
+    ) -> None:
+        """Training starts: resolve the task, record ``hparams``, and adopt the model (and
+        its best value, into ``monitor``) that an earlier session of this run registered.
+
+        Raises:
+            ConfigurationError: there is no task and nothing to create one from.
+        """
+        if not (self._task or self.task_id or Task.current_task()
+                or self.project_name or self.task_name):  # fmt: skip
+            raise ConfigurationError(
+                f"{self.owner} has no task to register models on: pass task=, or "
+                "project_name=/task_name= to create one, or call Task.init() before training"
+            )
+        self._finished = False
+        ok, task = self.attempt("find or create the task", self._resolve_task)
+        if not ok:
+            return
+        if hparams:
+            params = dict(hparams)
+            self.attempt("record the hyper-parameters", lambda: task.connect(params, section))
+        self.attempt("look up the model registered earlier", lambda: self._adopt(task, monitor))
+
+    def staging(self, filename: str) -> tuple[Path, Path]:
+        """Where to save the next snapshot, and the private folder holding it.
+
+        A path in the upload spool when the model is reachable, so ``update_weights`` moves
+        the file instead of copying it; else a temporary folder.
+        """
+        ok, path = self.attempt("prepare the model", lambda: self._staging_path(filename))
+        if ok and path is not None:
+            return path, path.parent
+        workdir = Path(tempfile.mkdtemp(prefix="modelbook-"))
+        return workdir / filename, workdir
+
+    def register(self, snapshot: Snapshot) -> bool:
+        """Queue ``snapshot`` as the model's newest version (stored in the background).
+        Returns whether it was queued; if not, it is kept and retried at the end unless a
+        newer best replaces it."""
+        if self.pending is not None and self.pending is not snapshot:
+            self.pending.discard()
+        self.pending = snapshot
+        ok, _ = self.attempt(f"register the model at step {snapshot.iteration}",
+                              lambda: self._store(snapshot))  # fmt: skip
+        if not ok:
+            return False
+        self.pending = None
+        snapshot.discard()
+        self.registered += 1
+        self.last_iteration = snapshot.iteration
+        if self.keep_last is not None:
+            self.attempt("delete old snapshots", self._prune)
+        return True
+
+    def finish(self, success: bool) -> None:
+        """Training ended: retry a pending best, wait (bounded) for the upload queue, check
+        that the best is the model's current version, prune, publish, report failures."""
+        if self._finished:  # a hook that raised at the end is followed by on_exception
+            return
+        self._finished = True
+        if self.pending is not None:
+            self.register(self.pending)
+        wait = config.upload_timeout()  # what is left keeps uploading in the background
+        ok, left = self.attempt("wait for uploads", lambda: OutputModel.wait_for_uploads(wait))
+        settled = ok and not left
+        if left:
+            self.failures.append(
+                f"{len(left)} upload(s) still pending after {wait:.0f} s; they stay "
+                "in the spool and resume in the background or in the next process"
+            )
+        model = self._model
+        if model is not None and model.id is not None and settled:
+            self.model_id = model.id
+            self.attempt("check the registered model", self._check_current)
+            if self.keep_last is not None:
+                self.attempt("delete old snapshots", self._prune)
+            if success and self.publish_on_end and self.pending is None:
+                self.attempt("publish the best model", model.publish)
+        if self.failures:
+            kept = (f" The best model was NOT registered; its weights are kept at "
+                    f"{self.pending.path}." if self.pending else "")  # fmt: skip
+            warnings.warn(
+                f"{self.owner}: {len(self.failures)} registry operation(s) failed during "
+                f"training; first: {self.failures[0]}; last: {self.failures[-1]}.{kept}",
+                RegistryWarning,
+                stacklevel=3,
+            )
+
+    def attempt(self, what: str, fn: Callable[[], T]) -> tuple[bool, T | None]:
+        """Run ``fn``; a registry or storage failure becomes a warning and ``(False, None)``."""
+        try:
+            return True, fn()
+        except (ModelbookError, OSError) as exc:
+            self.failures.append(f"could not {what}: {exc}")
+            if len(self.failures) == 1:
+                warnings.warn(
+                    f"{self.owner}: could not {what}: {exc}. Training continues; failures are "
+                    "summarised when it ends",
+                    RegistryWarning,
+                    stacklevel=4,
+                )
+            return False, None
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _resolve_task(self) -> Task:
+        if self._task is None:
+            if self.task_id:
+                self._task = Task.get_task(task_id=self.task_id)
+            else:
+                self._task = Task.current_task() or Task.init(
+                    project_name=self.project_name, task_name=self.task_name
+                )
+        self.task_id = self._task.id
+        return self._task
+
+    def _entry(self, task: Task) -> str:
+        return self.model_name or task.name
+
+    def _adopt(self, task: Task, monitor: Monitor) -> None:
+        model_id = self.model_id
+        try:
+            if model_id is not None and Model(model_id).task != task.id:
+                model_id = None  # saved by a run on another task: not ours
+        except ModelNotFoundError:
+            model_id = None  # deleted since: the next improvement creates a new model
+        if model_id is None:
+            found = task.models["output"].get(self._entry(task))
+            model_id = found.id if found is not None else None
+        if model_id is None:
+            return
+        self.model_id = model_id
+        other = 0
+        for version in Model(model_id).versions:
+            meta = version.metadata
+            if (
+                meta.get("monitor", {}).get("value"),
+                meta.get("monitor_mode", {}).get("value"),
+            ) != (monitor.monitor, monitor.mode):
+                other += 1
+                continue
+            monitor.seed(_number(meta.get("monitor_value", {}).get("value")), version.iteration)
+        if other:
+            warnings.warn(
+                f"{self.owner}: model {model_id} has {other} version(s) registered for another "
+                f"monitor or mode than {monitor.monitor!r} ({monitor.mode}); they are not compared",
+                RegistryWarning,
+                stacklevel=4,
+            )
+
+    def _output_model(self, task: Task) -> OutputModel:
+        if self._model is None:
+            self._model = OutputModel(
+                task=task,
+                name=self._entry(task),
+                tags=self.tags,
+                label_enumeration=self.labels,
+                framework=self.framework,
+                base_model_id=self.model_id,
+                comment=f"best model registered by {self.owner}",
+            )
+            self._model.connect(task, self._entry(task))
+        return self._model
+
+    def _staging_path(self, filename: str) -> Path:
+        return self._output_model(self._resolve_task()).staging_path(filename)
+
+    def _store(self, snapshot: Snapshot) -> None:
+        model = self._output_model(self._resolve_task())
+        # weights and metadata go together: the version's metadata describes its weights
+        if snapshot.path.is_dir():
+            model.update_weights_package(
+                weights_path=str(snapshot.path), upload_uri=self.upload_uri,
+                target_filename=snapshot.path.name, auto_delete_file=False,
+                iteration=snapshot.iteration, metadata=snapshot.metadata,
+            )  # fmt: skip
+        else:
+            model.update_weights(
+                weights_filename=str(snapshot.path), upload_uri=self.upload_uri,
+                auto_delete_file=False, iteration=snapshot.iteration, metadata=snapshot.metadata,
+            )  # fmt: skip
+        self.model_id = model.id or self.model_id  # None while the registry is unreachable
+
+    def _check_current(self) -> None:
+        current = Model(self.model_id).iteration if self.model_id else None
+        if self.last_iteration is not None and current != self.last_iteration:
+            self.failures.append(
+                f"the best model (step {self.last_iteration}) is not the model's current "
+                f"version (step {current}): its upload failed; see the modelbook log"
+            )
+
+    def _prune(self) -> None:
+        """Delete the weights of versions older than the newest ``keep_last`` ones; the
+        current version (the best) and files a kept version shares are never deleted."""
+        model = self._model
+        if model is None or model.id is None:
+            return
+        versions = model.versions  # may lag behind the upload queue: then it prunes later
+        if not versions:
+            return
+        older = versions[:-1]
+        cut = max(len(older) - int(self.keep_last or 0), 0)
+        protected = {v.uri for v in older[cut:]} | {versions[-1].uri, model.url}
+        for version in older[:cut]:
+            if version.uri in protected or version.uri in self._deleted:
+                continue
+            driver_for(version.uri).delete(version.uri)
+            self._deleted.add(version.uri)

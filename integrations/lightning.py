@@ -1,0 +1,164 @@
+"""Lightning: register the best model in modelbook each time validation improves.
+
+The decision is taken on global rank zero from ``trainer.callback_metrics`` after each
+validation run of ``fit`` (not during the sanity check, ``validate`` or ``test``) and
+broadcast, so every rank agrees; weights are gathered collectively and only rank zero talks to
+the registry. The callback's state rides in Lightning's checkpoints, so ``fit(ckpt_path=...)``
+continues the same model and never registers a worse one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
+
+try:
+    import lightning
+    import torch
+    from lightning.pytorch import Callback, LightningModule, Trainer
+    from lightning.pytorch.trainer.states import TrainerFn
+except ImportError as exc:  # pragma: no cover - exercised without lightning installed
+    raise ImportError(
+        "modelbook.integrations.lightning needs Lightning: pip install 'modelbook[lightning]'"
+    ) from exc
+
+from modelbook import Framework, Task
+from modelbook.integrations._callback import SharedCallback
+from modelbook.integrations._registry import Snapshot
+from modelbook.integrations.monitor import Decision, Monitor, as_scalar
+
+__all__ = ["ModelbookCallback"]
+
+
+class ModelbookCallback(SharedCallback, Callback):
+    """Registers the best model as a modelbook ``OutputModel`` while Lightning trains.
+
+    The first improvement creates the model (connected to the task); each later one adds a
+    version with ``iteration`` = global step and metadata: the monitored metric, its value and
+    mode, every metric in ``trainer.callback_metrics``, epoch, global step and versions.
+    ``pl_module.hparams`` go onto the task (section "hparams").
+
+    Args:
+        monitor: metric to watch, as logged with ``self.log``.
+        mode: "min" or "max"; may be omitted only for ``val_loss`` / ``loss`` (then "min").
+        min_delta: how much a value must beat the best by (>= 0).
+        task: the task to register on; default: the task saved in the resumed checkpoint,
+            else ``Task.current_task()``, else one created from ``project_name``/``task_name``.
+        project_name: project of the task created when there is none.
+        task_name: name of the task created when there is none.
+        model_name: model name and task entry; default: the task name.
+        tags: model tags.
+        labels: label enumeration ``{name: id}``.
+        upload_uri: where the weights go (default: the task's output destination).
+        keep_last: delete the weights of all but this many older versions (None keeps all);
+            the current best is never deleted.
+        publish_on_end: publish the best model when ``fit`` ends without an exception.
+        save_weights_only: register ``model.state_dict()`` (a ``.pt`` file loadable with
+            ``load_state_dict``); False registers ``trainer.save_checkpoint``'s full ``.ckpt``
+            (a folder, for sharded strategies, goes up as a zip package).
+
+    Raises:
+        InvalidArgumentError: a bad argument (checked here, before training).
+        MetricNotFoundError: at the end of ``fit``, if ``monitor`` was never logged.
+
+    Example:
+        >>> from modelbook.integrations.lightning import ModelbookCallback
+        >>> callback = ModelbookCallback(monitor="val_acc", mode="max", project_name="demo")
+        >>> callback.state_key
+        "ModelbookCallback{'monitor': 'val_acc', 'mode': 'max'}"
+
+        Then ``Trainer(callbacks=[callback]).fit(model)``; see ``examples/lightning_example.py``.
+    """
+
+    framework, framework_version = "lightning", lightning.__version__
+    model_framework = Framework.pytorch
+
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        mode: str | None = None,
+        min_delta: float = 0.0,
+        *,
+        task: Task | None = None,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        model_name: str | None = None,
+        tags: Sequence[str] | None = None,
+        labels: Mapping[str, int] | None = None,
+        upload_uri: str | None = None,
+        keep_last: int | None = None,
+        publish_on_end: bool = False,
+        save_weights_only: bool = True,
+    ) -> None:
+        checked = Monitor(monitor, mode, min_delta, name=type(self).__name__)
+        self._setup(checked, save_weights_only, locals())  # the registry arguments, by name
+        self._active = False
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(**self.monitor.key)
+
+    # -- hooks ------------------------------------------------------------------------------
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # after the checkpoint's callback states are restored, whatever the strategy
+        self._active = not trainer.fast_dev_run  # a dry run registers nothing
+        if self._active and trainer.is_global_zero:
+            self.registrar.start(self.monitor, dict(pl_module.hparams), section="hparams")
+        self.monitor.load_state_dict(trainer.strategy.broadcast(self.monitor.state_dict(), 0))
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._active or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        metrics: dict[str, float] = {}
+        decision: Decision | None = None
+        if trainer.is_global_zero:
+            metrics = _scalars(trainer.callback_metrics)
+            decision = self.monitor.update(metrics, step=trainer.global_step)
+        decision = trainer.strategy.broadcast(decision, 0)
+        if not trainer.is_global_zero:
+            self.monitor.apply(decision)
+        if decision.improved:
+            self._register(trainer, decision, metrics)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._active:
+            return
+        if trainer.is_global_zero:
+            self.registrar.finish(success=True)
+        self.monitor.raise_if_never_seen()
+
+    def on_exception(
+        self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
+    ) -> None:
+        if self._active and trainer.is_global_zero and trainer.state.fn == TrainerFn.FITTING:
+            self.registrar.finish(success=False)
+
+    # -- internals --------------------------------------------------------------------------
+    def _register(self, trainer: Trainer, decision: Decision, metrics: dict[str, float]) -> None:
+        step, zero = trainer.global_step, trainer.is_global_zero
+        name = f"model-step{step}" + (".pt" if self.save_weights_only else ".ckpt")
+        # every rank takes part: gathering a sharded model and saving a checkpoint are collective
+        path, workdir = trainer.strategy.broadcast(self.registrar.staging(name) if zero else None)
+        snapshot = Snapshot(path, step, workdir=workdir)
+        if self.save_weights_only:
+            state = trainer.strategy.lightning_module_state_dict()
+            if zero:
+                save = partial(torch.save, state, path)
+                saved, _ = self.registrar.attempt("save the weights", save)
+                if not saved:
+                    snapshot.discard()
+                    return
+        else:
+            trainer.save_checkpoint(path)
+        if zero:
+            extra = {"strategy": type(trainer.strategy).__name__}
+            epoch = trainer.current_epoch
+            snapshot.metadata = self._metadata(decision, metrics, epoch=epoch, step=step,
+                                               extra=extra)  # fmt: skip
+            self.registrar.register(snapshot)
+
+
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    numbers = {key: as_scalar(value) for key, value in metrics.items()}
+    return {key: value for key, value in numbers.items() if value is not None}

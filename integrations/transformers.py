@@ -1,0 +1,245 @@
+"""transformers: register the best model in modelbook each time ``Trainer`` evaluates better.
+
+Decides in ``on_evaluate``, by default with the Trainer's own documented rule
+(``metric_for_best_model`` with its ``eval_`` prefix, and ``greater_is_better``), and
+registers the ``save_pretrained`` folder, or the Trainer's ``checkpoint-N`` folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+try:
+    import torch
+    import transformers
+    from transformers import TrainerCallback
+    from transformers import TrainerControl as Control
+    from transformers import TrainerState as State
+    from transformers import TrainingArguments as Args
+    from transformers.trainer_callback import ExportableState
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+except ImportError as exc:  # pragma: no cover - exercised without transformers installed
+    raise ImportError(
+        "modelbook.integrations.transformers needs transformers: "
+        "pip install 'modelbook[transformers]'"
+    ) from exc
+
+from modelbook import Framework, Task
+from modelbook.integrations._callback import SharedCallback
+from modelbook.integrations._registry import Snapshot
+from modelbook.integrations.monitor import Decision, Monitor
+
+__all__ = ["ModelbookCallback"]
+
+
+class ModelbookCallback(SharedCallback, TrainerCallback, ExportableState):
+    """Registers the best model as a modelbook ``OutputModel`` while ``Trainer`` trains.
+
+    The first improvement creates the model; each later one adds a version (``iteration`` =
+    global step) with the monitored value, every metric of that evaluation, epoch and versions
+    as metadata. ``TrainingArguments`` go onto the task. Only world process zero talks to the
+    registry. The state (best value, task and model ids) rides in ``trainer_state.json``, so
+    ``train(resume_from_checkpoint=...)`` continues the same model (checked with the registry).
+
+    Args:
+        monitor: metric to watch; default ``args.metric_for_best_model``, else ``eval_loss``.
+        mode: "min" or "max"; default from ``args.greater_is_better`` when ``monitor`` is the
+            ``metric_for_best_model``, "min" for ``eval_loss``, otherwise required.
+        min_delta: how much a value must beat the best by (>= 0).
+        task: the task to register on; default: the task saved in the resumed checkpoint,
+            else ``Task.current_task()``, else one created from ``project_name``/``task_name``.
+        project_name: project of the task created when there is none.
+        task_name: name of the task created when there is none.
+        model_name: model name and task entry; default: the task name.
+        tags: model tags.
+        labels: label enumeration ``{name: id}``; default from ``model.config.id2label``.
+        upload_uri: where the weights go (default: the task's output destination).
+        keep_last: delete the weights of all but this many older versions (None keeps all);
+            the current best is never deleted.
+        publish_on_end: publish the best model when training ends without an exception.
+        save_weights_only: register the ``save_pretrained`` folder; False registers the
+            Trainer's ``checkpoint-N`` folder (optimizer, scheduler and RNG state included),
+            asking the Trainer to save at each improvement.
+
+    Raises:
+        InvalidArgumentError: a bad argument (checked here, or when training starts).
+        MetricNotFoundError: at the end of training, if ``monitor`` was never reported.
+
+    Example:
+        >>> from modelbook.integrations.transformers import ModelbookCallback
+        >>> callback = ModelbookCallback(monitor="accuracy", mode="max", project_name="demo")
+        >>> callback.state()["args"]["monitor"]
+        'accuracy'
+
+        Then ``Trainer(..., callbacks=[callback]).train()``; see
+        ``examples/transformers_example.py``.
+    """
+
+    framework, framework_version = "transformers", transformers.__version__
+    model_framework = Framework.pytorch
+
+    def __init__(
+        self,
+        monitor: str | None = None,
+        mode: str | None = None,
+        min_delta: float = 0.0,
+        *,
+        task: Task | None = None,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        model_name: str | None = None,
+        tags: Sequence[str] | None = None,
+        labels: Mapping[str, int] | None = None,
+        upload_uri: str | None = None,
+        keep_last: int | None = None,
+        publish_on_end: bool = False,
+        save_weights_only: bool = True,
+    ) -> None:
+        Monitor(monitor or "eval_loss", mode or "min", min_delta)  # eager checks
+        self._setup(None, save_weights_only, locals())  # resolved from TrainingArguments later
+        # JSON-friendly constructor arguments: the Trainer rebuilds callbacks from them
+        self._config = {
+            "monitor": monitor,
+            "mode": mode,
+            "min_delta": min_delta,
+            **self.registrar.arguments(),
+            "save_weights_only": save_weights_only,
+        }
+        self._resume: dict[str, Any] | None = None  # set by the Trainer on restore
+        self._training = False
+        self._step: int | None = None  # the step of the metrics gathered so far
+        self._step_metrics: dict[str, Any] = {}
+        self._decided = False
+        self._full_pending: tuple[int, dict[str, dict[str, str]]] | None = None
+
+    def state(self) -> dict[str, Any]:
+        """For ``trainer_state.json``: constructor arguments, and :meth:`state_dict`."""
+        return {"args": dict(self._config), "attributes": {"_resume": self.state_dict()}}
+
+    # -- hooks ------------------------------------------------------------------------------
+    def on_train_begin(self, args: Args, state: State, control: Control, **kwargs: Any) -> None:
+        self.monitor = _resolve_monitor(self._config, args, type(self).__name__)
+        self._training, self._step, self._step_metrics, self._decided = True, None, {}, False
+        for saved in [self._resume, *_saved_states(state, type(self).__name__)]:
+            self.load_state_dict(saved or {})  # only a state for this monitor and mode loads
+        if state.is_world_process_zero:
+            model = kwargs.get("model")
+            id2label = getattr(getattr(model, "config", None), "id2label", None)
+            if self.registrar.labels is None and id2label:
+                self.registrar.labels = {str(name): int(i) for i, name in id2label.items()}
+            self.registrar.start(self.monitor, args.to_sanitized_dict(), "TrainingArguments")
+        self.monitor.load_state_dict(_broadcast(self.monitor.state_dict()))
+
+    def on_evaluate(self, args: Args, state: State, control: Control, **kwargs: Any) -> None:
+        if not self._training or self.monitor is None:
+            return  # trainer.evaluate() outside train()
+        metrics, step = kwargs.get("metrics") or {}, state.global_step
+        if self._step != step:  # several eval datasets report one by one, in the same step
+            self._flush(state)
+            self._step = step
+        self._step_metrics.update(metrics)
+        if self.monitor.monitor not in metrics:
+            return  # decided when it shows up; warned about if it never does
+        self._decided = True
+        decision = self._decide(state, self._step_metrics, step)
+        if not decision.improved:
+            return
+        meta = self._metadata(decision, self._step_metrics, epoch=state.epoch, step=step)
+        if not self.save_weights_only:
+            self._drop_unsaved(state)
+            control.should_save = True  # registered in on_save, once the folder exists
+            self._full_pending = (step, meta)
+        elif state.is_world_process_zero:
+            self._register_pretrained(step, meta, kwargs)
+
+    def on_save(self, args: Args, state: State, control: Control, **kwargs: Any) -> None:
+        if self._full_pending is None or self._full_pending[0] != state.global_step:
+            return
+        step, meta = self._full_pending
+        self._full_pending = None
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{step}"
+            self.registrar.register(Snapshot(folder, step, meta))  # the Trainer's own folder
+
+    def on_train_end(self, args: Args, state: State, control: Control, **kwargs: Any) -> None:
+        if not self._training or self.monitor is None:
+            return
+        self._flush(state)
+        self._drop_unsaved(state)
+        self._training = False
+        if state.is_world_process_zero:
+            self.registrar.finish(success=True)
+        self.monitor.raise_if_never_seen()
+
+    # -- internals --------------------------------------------------------------------------
+    def _decide(self, state: State, metrics: Mapping[str, Any], step: int) -> Decision:
+        """Process zero decides (and warns); the others follow its decision."""
+        zero = state.is_world_process_zero
+        decision = _broadcast(self.monitor.update(metrics, step) if zero else None)
+        if not zero:
+            self.monitor.apply(decision)
+        return decision
+
+    def _flush(self, state: State) -> None:
+        """Close the previous evaluation step; a monitor that never showed up is "missing"."""
+        if self._step is not None and not self._decided:
+            self._decide(state, self._step_metrics, self._step)
+        self._step, self._step_metrics, self._decided = None, {}, False
+
+    def _drop_unsaved(self, state: State) -> None:
+        """A full checkpoint was asked for but never saved (``save_strategy="best"`` decides
+        by the Trainer's own rule): report it."""
+        if self._full_pending is not None and state.is_world_process_zero:
+            self.registrar.failures.append(
+                f"the best at step {self._full_pending[0]} was not registered: the Trainer "
+                "saved no checkpoint at that step"
+            )
+        self._full_pending = None
+
+    def _register_pretrained(self, step: int, meta: dict, kwargs: dict[str, Any]) -> None:
+        folder, workdir = self.registrar.staging(f"model-step{step}")
+        snapshot = Snapshot(folder, step, meta, workdir)
+
+        def save() -> None:
+            for part in (kwargs["model"], kwargs.get("processing_class")):  # + the tokenizer
+                if hasattr(part, "save_pretrained"):
+                    part.save_pretrained(folder)
+
+        saved, _ = self.registrar.attempt("save the model", save)
+        if saved:
+            self.registrar.register(snapshot)
+        else:
+            snapshot.discard()
+
+
+def _resolve_monitor(config: Mapping[str, Any], args: Args, owner: str) -> Monitor:
+    """The Trainer's rule: ``metric_for_best_model`` with ``eval_`` added, its direction from
+    ``greater_is_better``; an explicit ``monitor``/``mode`` wins."""
+
+    def eval_name(name: str) -> str:
+        return name if name.startswith("eval_") else f"eval_{name}"
+
+    best = args.metric_for_best_model
+    name = eval_name(config["monitor"] or best or "loss")
+    mode = config["mode"]
+    if mode is None and best and eval_name(best) == name and args.greater_is_better is not None:
+        mode = "max" if args.greater_is_better else "min"
+    return Monitor(name, mode, config["min_delta"], name=owner)
+
+
+def _saved_states(state: State, name: str) -> list[dict]:
+    """Our entries in ``state.stateful_callbacks`` (from a resumed ``trainer_state.json``)."""
+    saved = (state.stateful_callbacks or {}).get(name)
+    entries = saved if isinstance(saved, list) else [saved]
+    return [((e or {}).get("attributes") or {}).get("_resume") or {} for e in entries]
+
+
+def _broadcast(obj: Any) -> Any:
+    """``obj`` as process zero has it, when several processes train."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
