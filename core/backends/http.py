@@ -160,6 +160,8 @@ class ApiClient:
         api_host: the API server's base URL.
         access_key / secret_key: API credentials.
         timeout: ``(connect, read)`` seconds.
+        files_host: the files server this client's token is for; the files-server driver
+            finds the client by it once a log-in succeeded.
     """
 
     def __init__(
@@ -168,8 +170,9 @@ class ApiClient:
         access_key: str,
         secret_key: str,
         timeout: tuple[float, float] = TIMEOUT,
+        files_host: str | None = None,
     ) -> None:
-        self.api_host, self.timeout = api_host, timeout
+        self.api_host, self.timeout, self.files_host = api_host, timeout, files_host
         self._auth = (access_key, secret_key)
         self._token: str | None = None
         self._expires: float | None = None
@@ -186,6 +189,8 @@ class ApiClient:
             if renew or self._token is None or stale:
                 self._token = self._login()
                 self._expires = _token_expiry(self._token)
+                if self.files_host:
+                    _files_hosts[self.files_host] = self
             return self._token
 
     def _login(self) -> str:
@@ -200,9 +205,6 @@ class ApiClient:
                 response.status_code,
             )
         return data["token"]
-
-    def auth_header(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token()}"}
 
     # -- calls ----------------------------------------------------------------------------
     def _send(self, method: str, url: str, endpoint: str, **kwargs: Any) -> requests.Response:
@@ -416,8 +418,10 @@ class HttpBackend(Backend):
                 "MODELBOOK_API_SECRET_KEY, or CLEARML_API_ACCESS_KEY / CLEARML_API_SECRET_KEY); "
                 "`modelbook server create-credentials` makes a pair"
             )
-        self.client = ApiClient(self.api_host, access_key, secret_key)
-        _files_hosts[self.files_host] = self.client
+        self.client = ApiClient(self.api_host, access_key, secret_key, files_host=self.files_host)
+        current = _files_hosts.get(self.files_host)
+        if current is None or current._token is None:
+            _files_hosts[self.files_host] = self.client
 
     def __repr__(self) -> str:
         return f"HttpBackend(api_host={self.api_host!r}, files_host={self.files_host!r})"
@@ -533,7 +537,7 @@ class HttpBackend(Backend):
         return body
 
     def create_model(self, **fields: Any) -> ModelRecord:
-        unknown = set(fields) - MODEL_FIELDS - {"metadata"}
+        unknown = set(fields) - MODEL_FIELDS - {"metadata", "id"}
         if unknown:
             raise InvalidArgumentError(
                 f"unknown model fields {sorted(unknown)}; accepted: {sorted(MODEL_FIELDS)}"
@@ -564,11 +568,12 @@ class HttpBackend(Backend):
         comment: str | None = None,
         framework: str | None = None,
         is_package: bool = False,
+        metadata: dict[str, tuple[str, str]] | None = None,
     ) -> ModelRecord:
         body = {
             "model": model_id, "uri": uri, "sha256": sha256, "size": size,
             "iteration": iteration, "comment": comment, "framework": framework,
-            "is_package": is_package,
+            "is_package": is_package, "metadata": _metadata_items(metadata) if metadata else None,
         }  # fmt: skip
         data = self._call("models.add_version", {k: v for k, v in body.items() if v is not None})
         return model_record(data["model"])

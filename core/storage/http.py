@@ -164,7 +164,9 @@ class HttpFilesDriver(StorageDriver):
                     method, uri, headers=sent, data=data, timeout=TIMEOUT, **kwargs
                 )
             except requests.RequestException as exc:
-                raise StorageError(f"{method} {uri} failed: {type(exc).__name__}: {exc}") from exc
+                raise StorageError(
+                    f"{method} {uri} failed: {type(exc).__name__}: {exc}", transient=True
+                ) from exc
             finally:
                 if data is not None:
                     data.close()
@@ -188,7 +190,7 @@ class HttpFilesDriver(StorageDriver):
             raise UploadError(f"no credentials for the files server of {uri!r}")
         sha256, size = sha256_file(src)
         upload_url = self.files_host + "/"  # type: ignore[operator]
-        last = ""
+        last, transient = "", True
         for attempt in range(UPLOAD_ATTEMPTS):
             if attempt:
                 time.sleep(2**attempt)
@@ -205,9 +207,10 @@ class HttpFilesDriver(StorageDriver):
             if response.status_code == 200:
                 return StoredObject(uri=uri, sha256=sha256, size=size)
             last = f"HTTP {response.status_code}: {self._message(response)}"
-            if response.status_code < 500:
+            transient = response.status_code >= 500 or response.status_code in (408, 429)
+            if not transient:
                 break
-        raise UploadError(f"could not upload {str(src)!r} to {uri!r}: {last}")
+        raise UploadError(f"could not upload {str(src)!r} to {uri!r}: {last}", transient=transient)
 
     def get(self, uri: str, dest: Path) -> None:
         dest = Path(dest)
@@ -220,7 +223,8 @@ class HttpFilesDriver(StorageDriver):
             if response.status_code != 200:
                 raise StorageError(
                     f"download of {uri!r} failed: HTTP {response.status_code}: "
-                    f"{self._message(response)}"
+                    f"{self._message(response)}",
+                    transient=response.status_code >= 500,
                 )
             expected = response.headers.get("Content-Length")
             received = 0
@@ -232,7 +236,8 @@ class HttpFilesDriver(StorageDriver):
                 os.fsync(fh.fileno())
             if expected is not None and int(expected) != received:
                 raise StorageError(
-                    f"download of {uri!r} was cut short: {received} of {expected} bytes"
+                    f"download of {uri!r} was cut short: {received} of {expected} bytes",
+                    transient=True,
                 )
             os.replace(tmp, dest)
         except OSError as exc:

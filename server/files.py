@@ -1,0 +1,276 @@
+"""The files server, with ClearML's upload protocol, mounted under ``/files``.
+
+* ``POST /files/[<folder>]``: ``multipart/form-data``, one part per file; the part's name
+  (or file name) is the destination path, e.g. ``/project/task.<id>/models/m.pt``. Bodies
+  are parsed as they stream in and written straight to a temporary file inside the root,
+  hashed on the way, flushed to disk and renamed into place when the whole request has
+  arrived: memory stays flat for any size, and readers never see half a file. The sha256
+  and size are kept in :class:`~modelbook.server.stored.StoredIndex`. With the
+  header ``X-Modelbook-Sha256`` (one file only) the server keeps the file only if its
+  sha256 matches. Answers ``200`` with the JSON list of stored paths, like ClearML.
+* ``GET`` / ``HEAD /files/<path>``: the bytes, with ``Content-Length``.
+* ``DELETE /files/<path>``: removes a file; 404 if there is none.
+* ``GET /files/``: ``OK`` (a health check; the only call that needs no token).
+
+Every other call needs ``Authorization: Bearer <token>`` from ``auth.login``; paths are
+checked by :mod:`modelbook.server.paths`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+
+from modelbook.server.envelope import ApiError
+from modelbook.server.paths import RESERVED_PREFIX, UnsafePathError, resolve_client_path
+from modelbook.server.settings import ServerSettings
+from modelbook.server.stored import StoredIndex
+from modelbook.server.tokens import TokenService
+
+log = logging.getLogger("modelbook.server.files")
+
+TMP_DIR = RESERVED_PREFIX + "-tmp"
+SHA256_HEADER = "x-modelbook-sha256"
+_STALE_TMP_SECONDS = 24 * 3600
+
+
+class FilesError(Exception):
+    """A files-server error, answered as ``{"error": message}`` with an HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass
+class _Part:
+    target: Path
+    tmp: Path
+    fh: BinaryIO
+    digest: Any = field(default_factory=hashlib.sha256)
+    size: int = 0
+
+
+class _UploadSink:
+    """Receives the multipart parser's callbacks and streams file parts to disk."""
+
+    def __init__(self, root: Path, tmp_dir: Path, folder: str) -> None:
+        self.root, self.tmp_dir, self.folder = root, tmp_dir, folder.strip("/")
+        self.done: list[_Part] = []
+        self.current: _Part | None = None
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._headers: dict[str, bytes] = {}
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda d, s, e: self._header_field.extend(d[s:e]),
+            "on_header_value": lambda d, s, e: self._header_value.extend(d[s:e]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+        self.current = None
+
+    def _header_end(self) -> None:
+        name = bytes(self._header_field).decode("latin-1").strip().lower()
+        self._headers[name] = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _headers_finished(self) -> None:
+        _, options = parse_options_header(self._headers.get("content-disposition"))
+        if b"filename" not in options:
+            return  # a plain form field: ClearML sends none; ignored
+        name = (options.get(b"name") or options[b"filename"]).decode("utf-8", errors="strict")
+        path = f"{self.folder}/{name.lstrip('/')}" if self.folder else name
+        target = resolve_client_path(self.root, path)
+        if target.is_dir():
+            raise FilesError(400, f"{name!r} is a folder on this server")
+        tmp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
+        self.current = _Part(target=target, tmp=tmp, fh=open(tmp, "wb"))  # noqa: SIM115
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self.current
+        if part is not None:
+            chunk = data[start:end]
+            part.fh.write(chunk)
+            part.digest.update(chunk)
+            part.size += len(chunk)
+
+    def _part_end(self) -> None:
+        part, self.current = self.current, None
+        if part is not None:
+            part.fh.flush()
+            os.fsync(part.fh.fileno())
+            part.fh.close()
+            self.done.append(part)
+
+    def commit(
+        self, root: Path, expected_sha256: str | None, index: StoredIndex | None = None
+    ) -> list[str]:
+        """Check the expected hash, then rename every received file into place."""
+        if not self.done:
+            raise FilesError(400, "the upload holds no file part")
+        if expected_sha256 is not None:
+            if len(self.done) != 1:
+                raise FilesError(400, f"{SHA256_HEADER} needs exactly one file part")
+            actual = self.done[0].digest.hexdigest()
+            if actual != expected_sha256.strip().lower():
+                raise FilesError(
+                    400, f"upload corrupted: sha256 {actual} received, {expected_sha256} sent"
+                )
+        saved = []
+        for part in self.done:
+            try:
+                part.target.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise FilesError(400, f"a parent of {part.target.name!r} is a file") from None
+            if part.target.is_dir():
+                raise FilesError(400, f"{part.target.relative_to(root)} is a folder")
+            os.replace(part.tmp, part.target)
+            if index is not None:
+                index.record(part.target, part.digest.hexdigest(), part.size)
+            saved.append(part.target.relative_to(root).as_posix())
+        return saved
+
+    def cleanup(self) -> None:
+        """Remove temporary files of parts not renamed into place."""
+        parts = [*self.done, *([self.current] if self.current else [])]
+        for part in parts:
+            if not part.fh.closed:
+                part.fh.close()
+            part.tmp.unlink(missing_ok=True)
+
+
+class FilesServer:
+    """The files-server endpoints over one root folder.
+
+    Args:
+        settings: the server settings (root and upload size limit).
+        tokens: verifies the Bearer tokens.
+    """
+
+    def __init__(self, settings: ServerSettings, tokens: TokenService) -> None:
+        self.root = Path(settings.files_root).resolve()
+        self.max_upload = settings.max_upload_size
+        self.tokens = tokens
+        self.index = StoredIndex(self.root)
+        self.tmp_dir = self.root / TMP_DIR
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_tmp()
+
+    def _remove_stale_tmp(self) -> None:
+        cutoff = time.time() - _STALE_TMP_SECONDS
+        for path in self.tmp_dir.glob("*.part"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except OSError:
+                pass
+
+    async def _authorize(self, request: Request) -> None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise FilesError(401, "missing credentials: send Authorization: Bearer <token>")
+        try:
+            await run_in_threadpool(self.tokens.verify, token.strip())
+        except ApiError as exc:
+            raise FilesError(401, exc.msg) from None
+
+    def _target(self, path: str) -> Path:
+        try:
+            return resolve_client_path(self.root, path)
+        except UnsafePathError as exc:
+            raise FilesError(400, str(exc)) from None
+
+    async def handle(self, request: Request) -> Response:
+        """Dispatch one files-server request and turn errors into JSON answers."""
+        path = request.path_params.get("path", "")
+        try:
+            if request.method in ("GET", "HEAD") and path in ("", "/"):
+                return PlainTextResponse("OK")
+            await self._authorize(request)
+            if request.method == "POST":
+                return await self._upload(request, path)
+            if request.method in ("GET", "HEAD"):
+                return self._download(path)
+            if request.method == "DELETE":
+                return self._delete(path)
+            raise FilesError(405, f"method {request.method} is not supported")
+        except FilesError as exc:
+            log.info("files %s /%s: %s %s", request.method, path[:200], exc.status, exc.message)
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+    async def _upload(self, request: Request, folder: str) -> Response:
+        if folder:
+            self._target(folder)  # the folder itself must be a safe path
+        ctype, params = parse_options_header(request.headers.get("content-type"))
+        if ctype != b"multipart/form-data" or not params.get(b"boundary"):
+            raise FilesError(400, "uploads must be multipart/form-data with a boundary")
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_upload:
+            raise FilesError(413, f"upload of {declared} bytes exceeds the limit {self.max_upload}")
+        sink = _UploadSink(self.root, self.tmp_dir, folder)
+        parser = MultipartParser(params[b"boundary"], sink.callbacks())
+        received = 0
+        try:
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > self.max_upload:
+                    raise FilesError(413, f"upload exceeds the limit of {self.max_upload} bytes")
+                parser.write(chunk)
+            parser.finalize()
+            saved = sink.commit(self.root, request.headers.get(SHA256_HEADER), self.index)
+        except UnsafePathError as exc:
+            raise FilesError(400, str(exc)) from None
+        except (FormParserError, UnicodeDecodeError) as exc:
+            raise FilesError(400, f"malformed multipart body: {exc}") from None
+        except ClientDisconnect:
+            raise FilesError(400, "the client disconnected during the upload") from None
+        except OSError as exc:
+            log.error("upload failed: %s", exc)
+            raise FilesError(500, f"could not store the upload: {exc.strerror}") from None
+        finally:
+            sink.cleanup()
+        return JSONResponse(saved)
+
+    def _download(self, path: str) -> Response:
+        target = self._target(path)
+        if not target.is_file():
+            raise FilesError(404, f"no file {path!r}")
+        return FileResponse(
+            target,
+            media_type="application/octet-stream",
+            filename=target.name,
+            content_disposition_type="attachment",
+            headers={"X-Content-Type-Options": "nosniff"},
+        )
+
+    def _delete(self, path: str) -> Response:
+        target = self._target(path)
+        if target.is_dir():
+            raise FilesError(400, f"{path!r} is a folder; only files can be deleted")
+        try:
+            target.unlink()
+        except FileNotFoundError:
+            raise FilesError(404, f"no file {path!r}") from None
+        self.index.forget(target)
+        return JSONResponse({"deleted": True})

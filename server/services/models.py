@@ -1,0 +1,332 @@
+"""``models.*``: the model registry, on the store's query semantics.
+
+ClearML fields map onto :class:`~modelbook.records.ModelRecord`; ``design`` travels as
+``{"design": "<text>"}``, metadata as ``[{key, value, type}]`` on the way in and
+``{key: {key, value, type}}`` on the way out. ``models.get_all``'s ``name`` is a regular
+expression; ClearML's anchored escaped literals become exact look-ups.
+
+modelbook's own endpoints (documented in docs/server.md):
+
+* ``models.add_version`` ``{model, uri, sha256, size, iteration, comment, framework,
+  is_package, metadata}``: point the model at new weights (and add metadata items) and
+  record a version, in one transaction.
+* ``models.get_versions`` ``{model}`` → ``{"versions": [...]}``, oldest first.
+* ``models.count``: ``models.get_all``'s filters → ``{"count": n}``.
+
+Replies of ``models.create`` / ``edit`` / ``update`` / ``add_or_update_metadata`` also carry
+the whole new document as ``model``, which saves modelbook's client a ``get_by_id``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from typing import Any
+
+from modelbook.errors import ModelNotFoundError, TaskNotFoundError
+from modelbook.records import ARCHIVED_TAG, ModelQuery, ModelRecord
+from modelbook.server.envelope import (
+    FIELDS_CONFLICT,
+    INVALID_ID,
+    MODEL_IS_READY,
+    NOT_SUPPORTED,
+    VALIDATION_ERROR,
+    ApiError,
+)
+from modelbook.server.services.call import Call, Handler
+from modelbook.server.services.names import name_matcher
+from modelbook.server.services.projects import get_project
+from modelbook.server.services.tasks import labels_field
+from modelbook.server.stored import StoredFile
+from modelbook.server.wire import model_doc, project_fields, version_doc
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_UNSUPPORTED_FILTERS = ("framework", "user", "last_update", "search_text", "_all_", "_any_")
+_ORDER_ALIASES = {"last_iteration": "iteration"}
+
+
+def _design(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        if set(value) <= {"design"}:
+            return str(value.get("design") or "")
+        return json.dumps(value)
+    if value is None:
+        return ""
+    raise ApiError.of(VALIDATION_ERROR, "design must be an object or a string")
+
+
+def _metadata(value: Any) -> dict[str, dict[str, str]]:
+    """Metadata items from a list of ``{key, value, type}`` or a ``{key: item}`` object."""
+    if isinstance(value, dict):
+        items = [{"key": k, **v} if isinstance(v, dict) else v for k, v in value.items()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise ApiError.of(VALIDATION_ERROR, "metadata must be a list of {key, value, type}")
+    result: dict[str, dict[str, str]] = {}
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
+            raise ApiError.of(VALIDATION_ERROR, "every metadata item needs a non-empty key")
+        value_, type_ = item.get("value"), item.get("type")
+        result[item["key"]] = {
+            "value": "" if value_ is None else str(value_),
+            "type": "str" if type_ is None else str(type_),
+        }
+    return result
+
+
+def model_fields(call: Call) -> dict[str, Any]:
+    """The store fields a ``models.create`` / ``edit`` / ``update`` body sets."""
+    fields: dict[str, Any] = {}
+    for name in ("name", "comment", "framework", "uri", "parent", "sha256"):
+        if name in call.data:
+            fields[name] = call.string(name)
+    for name in ("tags", "system_tags", "add_system_tags", "remove_system_tags"):
+        value = call.string_list(name)
+        if value is not None:
+            fields[name] = value
+    if call.get("task"):
+        fields["task"] = call.store.get_task(call.string("task") or "").id
+    if "project" in call.data:
+        project = call.string("project")
+        fields["project"] = get_project(call, project).id if project else None
+    if "design" in call.data:
+        fields["design"] = _design(call.get("design"))
+    if call.get("labels") is not None:
+        fields["labels"] = labels_field(call.get("labels"))
+    if call.get("ready") is not None:
+        fields["ready"] = call.boolean("ready")
+    for name in ("iteration", "size"):
+        value = call.integer(name)
+        if value is not None:
+            fields[name] = value
+    if call.get("metadata") is not None:
+        fields["metadata"] = _metadata(call.get("metadata"))
+    return fields
+
+
+def _model(call: Call) -> ModelRecord:
+    return call.store.get_model(call.string("model", required=True) or "")
+
+
+def create(call: Call) -> dict[str, Any]:
+    fields = model_fields(call)
+    for name in ("add_system_tags", "remove_system_tags"):
+        fields.pop(name, None)
+    model_id = call.string("id")  # modelbook extension: keep an id (imports, seeding)
+    if model_id:
+        if not _ID_RE.match(model_id):
+            raise ApiError.of(INVALID_ID, f"invalid model id {model_id[:80]!r}")
+        with contextlib.suppress(ModelNotFoundError):
+            call.store.get_model(model_id)
+            raise ApiError.of(FIELDS_CONFLICT, f"a model with id {model_id!r} already exists")
+        fields["id"] = model_id
+    model = call.store.create_model(**fields)
+    return {"id": model.id, "created": True, "model": model_doc(model)}
+
+
+def get_by_id(call: Call) -> dict[str, Any]:
+    return {"model": model_doc(_model(call))}
+
+
+def model_query(call: Call) -> ModelQuery:
+    """The :class:`ModelQuery` of a ``models.get_all`` body."""
+    unsupported = [f for f in _UNSUPPORTED_FILTERS if call.get(f) not in (None, [], "")]
+    if unsupported:
+        raise ApiError.of(NOT_SUPPORTED, f"models.get_all filters not supported: {unsupported}")
+    exact, pattern = name_matcher(call.string("name"))
+    tasks = call.string_list("task")
+    if tasks is not None and len(tasks) > 1:
+        raise ApiError.of(NOT_SUPPORTED, "models.get_all filters by one task at a time")
+    metadata = call.dict_field("metadata")
+    order_by = []
+    for item in call.string_list("order_by") or ["-created"]:
+        name = item.lstrip("-")
+        order_by.append(("-" if item.startswith("-") else "") + _ORDER_ALIASES.get(name, name))
+    offset, limit = call.integer("offset") or 0, call.integer("size")
+    page, page_size = call.integer("page"), call.integer("page_size")
+    if page_size is not None:
+        if page_size < 0 or (page or 0) < 0:
+            raise ApiError.of(VALIDATION_ERROR, "page and page_size must not be negative")
+        offset, limit = offset + (page or 0) * page_size, page_size
+    return ModelQuery(
+        projects=call.string_list("project"),
+        name=exact,
+        name_pattern=pattern,
+        tags=call.get("tags") or None,
+        system_tags=call.get("system_tags") or None,
+        ready=call.boolean("ready"),
+        uri=call.string_list("uri"),
+        task=tasks[0] if tasks else None,
+        metadata={str(k): str(v) for k, v in metadata.items()} if metadata else None,
+        ids=call.string_list("id"),
+        order_by=order_by,
+        offset=offset,
+        limit=limit,
+    )
+
+
+def get_all(call: Call) -> dict[str, Any]:
+    models = call.store.query_models(model_query(call))
+    only = call.string_list("only_fields")
+    return {"models": [project_fields(model_doc(m), only) for m in models]}
+
+
+def count(call: Call) -> dict[str, Any]:
+    return {"count": call.store.count_models(model_query(call))}
+
+
+def _stored_weights(call: Call, model_id: str, uri: str | None) -> StoredFile | None:
+    """The file this server stored that a ClearML client now points the model at, if new."""
+    stored = call.context.get("stored")
+    if not uri or stored is None or not call.context.get("clearml_client"):
+        return None
+    found = stored.lookup_url(uri, call.context.get("host"))
+    if found is None:
+        return None
+    current = call.store.get_model(model_id)
+    return None if current.uri == uri and current.sha256 == found.sha256 else found
+
+
+def edit(call: Call) -> dict[str, Any]:
+    """``models.edit`` / ``models.update``.
+
+    When a ClearML client points a model at a file this server's files server stored (the
+    last step of the SDK's ``update_weights``), the change is recorded as a new version with
+    the file's sha256 and size, as modelbook's own clients do with ``models.add_version``.
+    """
+    model_id = call.string("model", required=True) or ""
+    fields = model_fields(call)
+    metadata = fields.pop("metadata", None)
+    weights = _stored_weights(call, model_id, fields.get("uri"))
+    if weights is not None:
+        version_fields = {"uri": fields.pop("uri"), "iteration": fields.pop("iteration", None)}
+    if fields:  # raises ModelNotFoundError for an unknown id, like get_model
+        model = call.store.update_model(model_id, **fields)
+    else:
+        model = call.store.get_model(model_id)
+    if weights is not None:
+        model = call.store.add_model_version(
+            model_id, sha256=weights.sha256, size=weights.size, **version_fields
+        )
+        fields.update({k: v for k, v in version_fields.items() if v is not None})
+    if metadata is not None:
+        model = call.store.set_model_metadata(
+            model.id, {k: (v["value"], v["type"]) for k, v in metadata.items()}, replace=True
+        )
+    iteration = fields.get("iteration")
+    if iteration is not None and model.task:
+        with contextlib.suppress(TaskNotFoundError):  # the task may have been deleted
+            call.store.update_task(model.task, last_iteration=iteration)
+    shown = {k: v for k, v in fields.items() if not k.endswith("_system_tags")}
+    return {"updated": 1 if fields or metadata is not None else 0, "fields": shown,
+            "model": model_doc(model)}  # fmt: skip
+
+
+def set_ready(call: Call) -> dict[str, Any]:
+    model = _model(call)
+    if model.ready:
+        raise ApiError.of(MODEL_IS_READY, f"model {model.id} is already published")
+    model = call.store.update_model(model.id, ready=True)
+    if model.task and call.boolean("publish_task", False):
+        try:
+            task = call.store.get_task(model.task)
+            if task.status in ("stopped", "completed") or call.boolean("force_publish_task"):
+                call.store.update_task(task.id, status="published")
+        except TaskNotFoundError:
+            pass
+    return {"updated": 1, "model": model_doc(model)}
+
+
+def _archive(call: Call, ids: list[str], archive: bool) -> list[dict[str, Any]]:
+    change = "add_system_tags" if archive else "remove_system_tags"
+    done = []
+    for model_id in ids:
+        call.store.update_model(model_id, **{change: [ARCHIVED_TAG]})
+        done.append({"id": model_id, "archived": archive})
+    return done
+
+
+def archive(call: Call) -> dict[str, Any]:
+    _archive(call, [_model(call).id], True)
+    return {"archived": 1}
+
+
+def archive_many(call: Call) -> dict[str, Any]:
+    ids = call.string_list("ids") or []
+    return {"succeeded": _archive(call, ids, True), "failed": []}
+
+
+def unarchive_many(call: Call) -> dict[str, Any]:
+    ids = call.string_list("ids") or []
+    return {"succeeded": _archive(call, ids, False), "failed": []}
+
+
+def delete(call: Call) -> dict[str, Any]:
+    model = _model(call)
+    call.store.delete_model(model.id)
+    return {"deleted": True, "url": model.uri}
+
+
+def add_or_update_metadata(call: Call) -> dict[str, Any]:
+    model = _model(call)
+    items = _metadata(call.require("metadata"))
+    model = call.store.set_model_metadata(
+        model.id,
+        {k: (v["value"], v["type"]) for k, v in items.items()},
+        replace=bool(call.boolean("replace_metadata", False)),
+    )
+    return {"updated": 1, "model": model_doc(model)}
+
+
+def delete_metadata(call: Call) -> dict[str, Any]:
+    model = _model(call)
+    keys = set(call.string_list("keys") or [])
+    kept = {k: (v["value"], v["type"]) for k, v in model.metadata.items() if k not in keys}
+    model = call.store.set_model_metadata(model.id, kept, replace=True)
+    return {"updated": 1, "model": model_doc(model)}
+
+
+def add_version(call: Call) -> dict[str, Any]:
+    model = _model(call)
+    metadata = _metadata(call.get("metadata")) if call.get("metadata") is not None else None
+    model = call.store.add_model_version(
+        model.id,
+        uri=call.string("uri", required=True) or "",
+        sha256=call.string("sha256"),
+        size=call.integer("size"),
+        iteration=call.integer("iteration"),
+        comment=call.string("comment"),
+        framework=call.string("framework"),
+        is_package=bool(call.boolean("is_package", False)),
+        metadata={k: (v["value"], v["type"]) for k, v in metadata.items()} if metadata else None,
+    )
+    return {"version": model.version, "model": model_doc(model)}
+
+
+def get_versions(call: Call) -> dict[str, Any]:
+    model = _model(call)
+    return {"versions": [version_doc(v) for v in call.store.list_model_versions(model.id)]}
+
+
+ENDPOINTS: dict[str, Handler] = {
+    "models.create": create,
+    "models.get_by_id": get_by_id,
+    "models.get_all": get_all,
+    "models.get_all_ex": get_all,
+    "models.count": count,
+    "models.edit": edit,
+    "models.update": edit,
+    "models.set_ready": set_ready,
+    "models.archive": archive,
+    "models.archive_many": archive_many,
+    "models.unarchive_many": unarchive_many,
+    "models.delete": delete,
+    "models.add_or_update_metadata": add_or_update_metadata,
+    "models.delete_metadata": delete_metadata,
+    "models.add_version": add_version,
+    "models.get_versions": get_versions,
+}

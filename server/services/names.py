@@ -1,0 +1,56 @@
+"""ClearML name filters: a regular expression, usually an anchored escaped literal.
+
+ClearML clients look names up with ``^<re.escape(name)>$``. Such a pattern is turned back
+into the literal, so the store compares names exactly (an index lookup) instead of
+scanning with a regular expression.
+"""
+
+from __future__ import annotations
+
+import re
+
+from modelbook.server.envelope import ApiError
+
+INVALID_REGEX = (400, 21)
+MAX_PATTERN = 1024
+
+
+def anchored_literal(pattern: str) -> str | None:
+    """The literal an anchored escaped pattern matches exactly, or None.
+
+    Example:
+        >>> anchored_literal(r"^demo\\ one$")
+        'demo one'
+        >>> anchored_literal("^demo.*$") is None
+        True
+    """
+    if len(pattern) < 2 or not pattern.startswith("^") or not pattern.endswith("$"):
+        return None
+    inner = pattern[1:-1]
+    literal = re.sub(r"\\(.)", r"\1", inner, flags=re.S)
+    return literal if re.escape(literal) == inner else None
+
+
+def check_pattern(pattern: str) -> str:
+    """A regular expression safe to hand to the store.
+
+    Raises:
+        ApiError: 400/21 for a malformed or overly long pattern.
+    """
+    if len(pattern) > MAX_PATTERN:
+        raise ApiError.of(INVALID_REGEX, f"name pattern longer than {MAX_PATTERN} characters")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ApiError.of(INVALID_REGEX, f"malformed regular expression: {exc}") from None
+    return pattern
+
+
+def name_matcher(pattern: str | None) -> tuple[str | None, str | None]:
+    """``(exact_name, regex)`` for a ClearML ``name`` filter; at most one is set."""
+    if not pattern:
+        return None, None
+    literal = anchored_literal(pattern)
+    if literal is not None:
+        return literal, None
+    return None, check_pattern(pattern)

@@ -1,0 +1,64 @@
+"""Fixtures for the server tests: a live ``modelbook server`` and clients of it.
+
+``live_server`` (from :mod:`modelbook.server.testing`) starts ``modelbook server`` on a free
+port of 127.0.0.1 in a subprocess with a temporary SQLite store and files root, and always
+stops it. The core suite can reuse it::
+
+    from modelbook.server.testing import live_server
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette", reason="the server needs: pip install 'modelbook[server]'")
+pytest.importorskip("uvicorn", reason="the server needs: pip install 'modelbook[server]'")
+
+import requests
+
+from modelbook.server.testing import LiveServer, live_server
+
+TIMEOUT = 10
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A live server shared by the tests of one module."""
+    with live_server(tmp_path_factory.mktemp("server")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def token(server: LiveServer) -> str:
+    credentials = (server.access_key, server.secret_key)
+    response = requests.get(f"{server.api_host}/auth.login", auth=credentials, timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]["token"]
+
+
+Api = Callable[..., requests.Response]
+
+
+@pytest.fixture(scope="module")
+def api(server: LiveServer, token: str) -> Api:
+    """``api("models.get_all", {...})`` → the raw response (token attached)."""
+
+    def call(
+        endpoint: str,
+        body: Any = None,
+        *,
+        version: str | None = "2.23",
+        method: str = "POST",
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        path = f"/v{version}/{endpoint}" if version else f"/{endpoint}"
+        sent = {"Authorization": f"Bearer {token}", **(headers or {})}
+        return requests.request(
+            method, server.api_host + path, json=body, headers=sent, timeout=TIMEOUT, **kwargs
+        )
+
+    return call

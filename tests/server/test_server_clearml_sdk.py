@@ -1,0 +1,242 @@
+"""The unmodified clearml 2.1.12 SDK against ``modelbook server``, and modelbook alongside it.
+
+Every flow runs in a subprocess with a temporary HOME, an empty ``clearml.conf`` and the
+server given by ``CLEARML_*`` environment variables only; nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+pytest.importorskip("clearml", reason="the SDK tests need: pip install clearml==2.1.12")
+
+from modelbook.backends.http import HttpBackend
+from modelbook.records import ModelQuery
+from modelbook.storage.http import HttpFilesDriver
+
+FLOWS = Path(__file__).with_name("clearml_flows.py")
+FLOW_TIMEOUT = 180
+
+CLEARML_CONF = """
+api {
+    http { retries { total: 2, connect: 2, read: 2 }, wait_on_maintenance_forever: false }
+}
+sdk {
+    development {
+        store_uncommitted_code_diff: false
+        detect_with_pip_freeze: false
+        log_os_environments: []
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def backend(server) -> HttpBackend:
+    backend = HttpBackend(
+        api_host=server.api_host,
+        files_host=server.files_host,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+    )
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def sdk_env(server, tmp_path_factory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("clearml-home")
+    conf = home / "clearml.conf"
+    conf.write_text(CLEARML_CONF)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CLEARML_", "TRAINS_", "MODELBOOK_"))
+    }
+    env.update(
+        HOME=str(home),
+        CLEARML_CONFIG_FILE=str(conf),
+        CLEARML_API_HOST=server.api_host,
+        CLEARML_WEB_HOST=server.api_host,
+        CLEARML_FILES_HOST=server.files_host,
+        CLEARML_API_ACCESS_KEY=server.access_key,
+        CLEARML_API_SECRET_KEY=server.secret_key,
+        CLEARML_CACHE_DIR=str(home / "cache"),
+        CLEARML_LOG_ENVIRONMENT="",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
+    return env
+
+
+def run_flow(env: dict[str, str], cwd: Path, *args: str) -> dict:
+    """Run one flow; return its FLOW_RESULT, failing with its output if it has none.
+
+    The script is copied out of this repository first: the SDK analyses the git repository
+    and the imports of the script's folder, which inside this checkout (with its .venv)
+    takes minutes.
+    """
+    script = cwd / "flow_script.py"
+    shutil.copyfile(FLOWS, script)
+    proc = subprocess.run(
+        [sys.executable, str(script), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=FLOW_TIMEOUT,
+    )
+    output = proc.stdout + proc.stderr
+    results = [line for line in proc.stdout.splitlines() if line.startswith("FLOW_RESULT ")]
+    assert proc.returncode == 0 and results, f"flow {args} failed ({proc.returncode}):\n{output}"
+    for bad in ("Action failed", "Failed parsing response", "Traceback"):
+        assert bad not in output, f"flow {args} logged {bad!r}:\n{output}"
+    return json.loads(results[-1][len("FLOW_RESULT ") :])
+
+
+@pytest.fixture(scope="module")
+def trained(sdk_env, backend, tmp_path_factory) -> dict:
+    """Flow (b): an OutputModel with labels and uploaded weights, by the clearml SDK."""
+    work = tmp_path_factory.mktemp("train")
+    weights = work / "m.pth"
+    weights.write_bytes(os.urandom(1500))
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()  # the SDK deletes the file
+    return {**run_flow(sdk_env, work, "output_model", str(weights)), "sha256": digest}
+
+
+def test_task_init_and_close(sdk_env, backend, tmp_path) -> None:
+    result = run_flow(sdk_env, tmp_path, "init_close")
+    task = backend.get_task(result["task"])
+    assert result["status_while_running"] == "in_progress"
+    assert task.status == "completed"
+    assert task.name == "t" and "development" in task.system_tags
+    assert backend.get_project(task.project).name == "examples"
+
+
+def test_output_model_uploads_to_the_files_server(trained, backend, server) -> None:
+    task = backend.get_task(trained["task"])
+    model = backend.get_model(trained["model"])
+    path = f"examples/train.{task.id}/models/m.pth"
+    assert model.uri == f"{server.files_host}/{quote(path)}"
+    assert trained["returned"] == f"{server.files_host}/{path}"
+    stored = server.files_root / path
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == trained["sha256"]
+    assert model.labels == {"cat": 1, "dog": 2}
+    assert model.framework == "PyTorch"
+    assert model.task == task.id and model.project == task.project
+    assert model.iteration == 3 and task.last_iteration >= 3
+    assert [e.model for e in task.output_models] == [model.id]
+    assert task.labels == {"cat": 1, "dog": 2}
+    assert task.status == "completed"
+    # the server knew the upload's sha256 and recorded the edit as a version
+    assert model.sha256 == trained["sha256"] and model.size == 1500 and model.version == 1
+    versions = backend.list_model_versions(model.id)
+    assert [(v.version, v.uri, v.sha256, v.iteration) for v in versions] == [
+        (1, model.uri, trained["sha256"], 3)
+    ]
+
+
+def test_sdk_models_are_visible_through_modelbook(trained, backend, tmp_path) -> None:
+    model = backend.get_model(trained["model"])
+    found = backend.query_models(ModelQuery(task=trained["task"]))
+    assert [m.id for m in found] == [model.id]
+    dest = tmp_path / "copy.pth"
+    HttpFilesDriver.for_uri(model.uri).get(model.uri, dest)
+    assert hashlib.sha256(dest.read_bytes()).hexdigest() == trained["sha256"]
+
+
+def test_input_model_connect_and_local_copy(trained, sdk_env, backend, tmp_path) -> None:
+    result = run_flow(sdk_env, tmp_path, "input_model", trained["model"])
+    assert result["sha256"] == trained["sha256"]
+    assert result["labels"] == {"cat": 1, "dog": 2}
+    task = backend.get_task(result["task"])
+    assert [e.model for e in task.input_models] == [trained["model"]]
+
+
+def test_modelbook_models_are_visible_through_the_sdk(sdk_env, backend, server, tmp_path) -> None:
+    project = backend.get_or_create_project("examples")
+    weights = tmp_path / "mb.pt"
+    weights.write_bytes(os.urandom(4096))
+    model = backend.create_model(name="from modelbook", project=project.id, labels={"x": 7})
+    uri = f"{server.files_host}/examples/modelbook/mb.pt"
+    stored = HttpFilesDriver.for_uri(uri).put(weights, uri)
+    backend.add_model_version(
+        model.id, uri=stored.uri, sha256=stored.sha256, size=stored.size, iteration=1
+    )
+    result = run_flow(sdk_env, tmp_path, "input_model", model.id)
+    assert result["sha256"] == stored.sha256
+    assert result["name"] == "from modelbook" and result["labels"] == {"x": 7}
+
+
+def test_import_model_reuses_the_url(sdk_env, backend, tmp_path) -> None:
+    url = "https://127.0.0.1:39443/models/model.pth"  # never contacted by the SDK
+    result = run_flow(sdk_env, tmp_path, "import_model", url)
+    assert result["first"] == result["second"]
+    model = backend.get_model(result["first"])
+    assert model.uri == url and model.labels == {"a": 1} and model.framework == "PyTorch"
+    assert len(backend.query_models(ModelQuery(uri=[url]))) == 1
+
+
+def test_query_models_with_tag_filters(sdk_env, backend, tmp_path) -> None:
+    project = backend.get_or_create_project("examples")
+    created = {}
+    for name, tags, system_tags in [
+        ("q-demo", ["demo"], []),
+        ("q-demo-tf", ["demo", "TF"], []),
+        ("q-other", ["other"], []),
+        ("q-demo-archived", ["demo"], ["archived"]),
+    ]:
+        created[name] = backend.create_model(
+            name=name, project=project.id, tags=tags, system_tags=system_tags
+        ).id
+    result = run_flow(sdk_env, tmp_path, "query")
+    assert result["names"][:2] == ["q-demo-archived", "q-demo"]
+    assert "q-demo-tf" not in result["names"] and "q-other" not in result["names"]
+    assert len(result["ids"]) <= 5
+
+
+@pytest.fixture
+def modelbook_on_server(server, tmp_path):
+    """The public modelbook API configured for the live server (reset afterwards)."""
+    import modelbook
+
+    modelbook.configure(
+        home=tmp_path / "home",
+        api_host=server.api_host,
+        files_host=server.files_host,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+    )
+    yield modelbook
+    modelbook.configure()
+
+
+def test_sdk_model_through_the_modelbook_api(trained, modelbook_on_server) -> None:
+    model = modelbook_on_server.Model(trained["model"])
+    assert model.labels == {"cat": 1, "dog": 2} and model.framework == "PyTorch"
+    local = model.get_local_copy()
+    assert hashlib.sha256(Path(local).read_bytes()).hexdigest() == trained["sha256"]
+    found = modelbook_on_server.Model.query_models(project_name="examples", model_name=model.name)
+    assert trained["model"] in [m.id for m in found]
+
+
+def test_modelbook_output_model_through_the_sdk(modelbook_on_server, sdk_env, tmp_path) -> None:
+    mb = modelbook_on_server
+    task = mb.Task.init(project_name="examples", task_name="mb-train")
+    model = mb.OutputModel(task=task, framework="PyTorch", label_enumeration={"y": 3})
+    weights = tmp_path / "best.pt"
+    weights.write_bytes(os.urandom(2048))
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    model.update_weights(str(weights), iteration=4)
+    task.close()
+    result = run_flow(sdk_env, tmp_path, "input_model", model.id)
+    assert result["sha256"] == digest and result["labels"] == {"y": 3}
