@@ -192,9 +192,13 @@ class BaseModel:
     def unarchive(self) -> None:
         self._record = self._be.update_model(self._model_id(), remove_system_tags=[ARCHIVED_TAG])
 
+    def _known(self) -> ModelRecord:
+        """The record as last seen, fetched only if never seen (no refresh, no I/O after)."""
+        return self._record if self._record is not None else self._data()
+
     def _check_not_published(self, what: str) -> None:
-        if self.id is not None and self._data().ready:
-            raise ModelPublishedError(self.id, self._data().name, what)
+        if self.id is not None and self._known().ready:
+            raise ModelPublishedError(self.id, self._known().name, what)
 
     # -- metadata -------------------------------------------------------------------------
     def set_metadata(self, key: str, value: Any, v_type: str | None = None) -> bool:

@@ -203,7 +203,8 @@ class OutputModel(BaseModel):
                 design=pending["design"] if pending["design"] is not None else task.model_config,
                 labels=pending["labels"] if pending["labels"] is not None else task.labels,
             )
-        if self._stale and self._id is not None:
+        reachable = uploads.queue_for(self._be, config.home()).registry_reachable
+        if self._stale and self._id is not None and reachable:
             try:
                 self._record = self._be.get_model(self._id)
                 self._stale = bool([j for j in self._queue().pending() if j.model_key == self._key])
@@ -401,7 +402,7 @@ class OutputModel(BaseModel):
             create=None if self._id else self._create_spec(entry),
             target_uri=target_uri, layout="content" if content else "clearml", filename=target,
             register_uri=register_uri, iteration=iteration, comment_prefix=comment_prefix,
-            framework=None if self._data().framework else Framework.infer(target),
+            framework=None if self._known().framework else Framework.infer(target),
             is_package=is_package, metadata=uploads.metadata_items(metadata),
         )  # fmt: skip
         job = queue.submit(job, source, move, hash_now=content and source is not None, wait=wait)
