@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,45 @@ import pytest
 import modelbook
 from modelbook.task import Task
 
-HTTP_AVAILABLE = importlib.util.find_spec("modelbook.server.testing") is not None
-BACKENDS = ["embedded", "http"] if HTTP_AVAILABLE else ["embedded"]
+HTTP_AVAILABLE = importlib.util.find_spec("starlette") is not None
+
+
+def _postgres_available() -> bool:
+    if not HTTP_AVAILABLE or importlib.util.find_spec("psycopg") is None:
+        return False
+    from modelbook.server.testing import postgres_bin_dir
+
+    return postgres_bin_dir() is not None
+
+
+BACKENDS = ["embedded"]
+BACKENDS += ["http"] if HTTP_AVAILABLE else []
+BACKENDS += ["http-postgres"] if _postgres_available() else []
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster for the whole session (see temporary_postgres)."""
+    from modelbook.server.testing import temporary_postgres
+
+    with temporary_postgres() as url:
+        yield url
+
+
+@contextmanager
+def _fresh_database(cluster_url: str) -> Iterator[str]:
+    import sqlalchemy as sa
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(cluster_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield cluster_url.rsplit("/", 1)[0] + f"/{name}"
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture(autouse=True)
@@ -45,14 +84,22 @@ class Registry(str):
 
 @pytest.fixture(params=BACKENDS)
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    """Configure modelbook for one backend; yields its kind ("embedded" or "http")."""
+    """Configure modelbook for one backend; yields its kind ("embedded" or "http").
+
+    "http-postgres" is "http" with the server's store on a fresh PostgreSQL database.
+    """
     if request.param == "embedded":
         modelbook.configure(home=tmp_path / "home")
         yield Registry("embedded")
         return
     from modelbook.server.testing import running_server
 
-    with running_server(tmp_path / "server") as server:
+    with ExitStack() as stack:
+        db_url = None
+        if request.param == "http-postgres":
+            cluster = request.getfixturevalue("postgres_cluster")
+            db_url = stack.enter_context(_fresh_database(cluster))
+        server = stack.enter_context(running_server(tmp_path / "server", db_url=db_url))
         modelbook.configure(
             home=tmp_path / "home",
             api_host=server.api_host,
