@@ -151,20 +151,28 @@ class UploadQueue:
 
     # -- the worker -----------------------------------------------------------------------
     def _run(self) -> None:
-        while True:
-            jobs = self.pending()
-            now = time.monotonic()
-            ready = [j for j in jobs if self._retry_at.get(j.id, 0.0) <= now]
-            if not ready:
-                next_try = min((self._retry_at.get(j.id, now) for j in jobs), default=now + 5)
-                with self._cond:
-                    self._cond.notify_all()
-                    self._cond.wait(timeout=max(0.05, min(5.0, next_try - now)))
-                continue
-            for job in ready:
-                self._attempt(job)
+        while self.spool.jobs_dir.is_dir():  # a home that was removed ends the worker
+            try:
+                self._round()
+            except Exception as exc:  # the worker must outlive any one bad round
+                log.error("upload worker: %s: %s", type(exc).__name__, exc)
+                time.sleep(1.0)
+
+    def _round(self) -> None:
+        """Attempt every job that is due, or sleep until one is (or a kick)."""
+        jobs = self.pending()
+        now = time.monotonic()
+        ready = [j for j in jobs if self._retry_at.get(j.id, 0.0) <= now]
+        if not ready:
+            next_try = min((self._retry_at.get(j.id, now) for j in jobs), default=now + 5)
             with self._cond:
                 self._cond.notify_all()
+                self._cond.wait(timeout=max(0.05, min(5.0, next_try - now)))
+            return
+        for job in ready:
+            self._attempt(job)
+        with self._cond:
+            self._cond.notify_all()
 
     def _attempt(self, job: Job) -> None:
         with self.spool.claim(job) as mine:

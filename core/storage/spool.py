@@ -146,7 +146,11 @@ class Spool:
     def pending(self) -> list[Job]:
         """Every complete job in the spool, oldest first."""
         jobs = []
-        for folder in sorted(self.jobs_dir.iterdir()):
+        try:
+            folders = sorted(self.jobs_dir.iterdir())
+        except FileNotFoundError:  # the home was removed
+            return []
+        for folder in folders:
             try:
                 jobs.append(Job(**json.loads((folder / "job.json").read_text())))
             except (OSError, ValueError, TypeError):
