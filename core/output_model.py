@@ -322,7 +322,7 @@ class OutputModel(BaseModel):
                 these weights (so metadata and weights never disagree).
 
         Returns:
-            The URI the weights are stored at.
+            The URI the weights are stored at (None for a staged file in the embedded store).
 
         Raises:
             WeightsArgumentError: both or neither of weights_filename and register_uri.
@@ -358,18 +358,22 @@ class OutputModel(BaseModel):
         if "/" in target or "\\" in target or target in (".", ".."):
             raise InvalidArgumentError(f"target_filename must be a plain file name, got {target!r}")
         queue = self._queue()
-        move = queue.spool.owns(path) or (auto_delete_file and self._upload_uri is not None)
+        staged = queue.spool.owns(path)
+        move = staged or (auto_delete_file and self._upload_uri is not None)
         prefix = f"snapshot {weights_filename} stored\n" if update_comment else None
         job = self._submit(path, move, target, None, iteration, prefix, is_package, metadata,
-                           wait=not async_enable)  # fmt: skip
-        if job.layout == "content":
-            root = to_path(job.target_uri or "")
-            return to_uri(root / job.sha256[:2] / job.sha256 / target)  # type: ignore[index]
-        return job.target_uri or ""
+                           wait=not async_enable, hash_now=not staged)  # fmt: skip
+        if job.layout != "content":
+            return job.target_uri or ""
+        if job.sha256 is None:  # a staged file, hashed by the worker: the URI is not known yet
+            return None  # type: ignore[return-value]
+        root = to_path(job.target_uri or "")
+        return to_uri(root / job.sha256[:2] / job.sha256 / target)
 
     def staging_path(self, filename: str) -> Path:
-        """A fresh path to save weights to; ``update_weights`` then moves the file instead
-        of copying it (the integrations use this to keep training stalls minimal)."""
+        """A fresh path to save weights to; ``update_weights`` then moves the file into the
+        spool instead of copying or hashing it, so the training loop pays only for writing
+        it (the integrations use this)."""
         return self._queue().spool.incoming_path(filename)
 
     def _queue(self) -> uploads.UploadQueue:
@@ -386,7 +390,10 @@ class OutputModel(BaseModel):
         is_package: bool,
         metadata: Mapping[str, Any] | None,
         wait: bool,
+        hash_now: bool = True,
     ) -> Job:
+        """Queue one registration; ``hash_now`` hashes a content-addressed file here, so
+        that its final URI is known when ``update_weights`` returns."""
         queue = self._queue()
         entry = Path(target).stem
         self._ensure_created(entry, defer=True)
@@ -405,7 +412,8 @@ class OutputModel(BaseModel):
             framework=None if self._known().framework else Framework.infer(target),
             is_package=is_package, metadata=uploads.metadata_items(metadata),
         )  # fmt: skip
-        job = queue.submit(job, source, move, hash_now=content and source is not None, wait=wait)
+        hash_now = hash_now and content and source is not None
+        job = queue.submit(job, source, move, hash_now=hash_now, wait=wait)
         self._stale = True
         return job
 

@@ -264,7 +264,7 @@ class UploadQueue:
         driver = driver_for(target)
         if current_sha == job.sha256 and current_uri == target and driver.exists(target):
             return StoredObject(target, job.sha256, job.size or 0)  # same bytes: nothing moves
-        stored = driver.put(payload, target)
+        stored = driver.put(payload, target, sha256=job.sha256)
         if stored.sha256 != job.sha256 or stored.size != job.size:
             raise StorageError(
                 f"stored {target} does not match its snapshot (sha256 {stored.sha256} vs "

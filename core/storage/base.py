@@ -32,8 +32,13 @@ class StorageDriver(ABC):
     schemes: tuple[str, ...] = ()
 
     @abstractmethod
-    def put(self, src: Path, uri: str) -> StoredObject:
-        """Store the local file ``src`` at ``uri``."""
+    def put(self, src: Path, uri: str, sha256: str | None = None) -> StoredObject:
+        """Store the local file ``src`` at ``uri``.
+
+        ``sha256`` is the digest of ``src`` when the caller knows it already (the upload
+        queue does); a driver may then skip its own hashing pass, but must still make sure
+        the stored object has that digest.
+        """
 
     @abstractmethod
     def get(self, uri: str, dest: Path) -> None:

@@ -57,7 +57,7 @@ class LocalDriver(StorageDriver):
 
     schemes = ("file", "")
 
-    def put(self, src: Path, uri: str) -> StoredObject:
+    def put(self, src: Path, uri: str, sha256: str | None = None) -> StoredObject:
         try:
             return copy_hashed(Path(src), to_path(uri))
         except OSError as exc:

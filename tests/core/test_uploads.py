@@ -49,9 +49,10 @@ def test_staging_path_is_moved_not_copied(tmp_path: Path) -> None:
     path = model.staging_path("model.pt")
     path.write_bytes(b"weights" * 100)
     inode = path.stat().st_ino
-    model.update_weights(str(path), iteration=1)
+    assert model.update_weights(str(path), iteration=1) is None  # not even hashed yet
     assert not path.exists()
     assert OutputModel.wait_for_uploads(timeout=30) == []
+    assert model.url.endswith("/model.pt")
     stored = Path(Model(model.id).get_local_copy())
     assert stored.stat().st_ino == inode and stored.read_bytes() == b"weights" * 100
 
