@@ -15,8 +15,6 @@ import importlib.util
 import os
 import platform
 import shlex
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,11 +26,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from modelbook.server.testing import free_port, stop_process_group
+
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 #: How to install the peers the benchmarks compare against.
 PEERS_HINT = "pip install -c constraints.txt 'modelbook[bench]'"
-STOP_TIMEOUT = 10.0
 
 
 # -- options --------------------------------------------------------------------------------
@@ -387,27 +386,6 @@ def modelbook_at(home: Path, server: Sequence[str] | None = None) -> Iterator[No
 
 
 # -- processes and servers ------------------------------------------------------------------
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group ``proc`` leads, SIGKILL it if it lingers; wait for it."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_TIMEOUT)
-    except ProcessLookupError:
-        proc.wait(timeout=STOP_TIMEOUT)
-
-
 @contextmanager
 def serving(
     command: Sequence[str], ready: Callable[[], bool], log_path: Path, timeout: float = 60.0
@@ -435,7 +413,7 @@ def serving(
             time.sleep(0.2)
         yield proc
     finally:
-        stop_group(proc)
+        stop_process_group(proc)
 
 
 def http_ok(url: str) -> Callable[[], bool]:

@@ -79,8 +79,8 @@ def _ready(url: str, access_key: str, secret_key: str) -> bool:
     return response.status_code == 200
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, then SIGKILL it if it lingers."""
+def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group ``proc`` leads, then SIGKILL it if it lingers; wait for it."""
     if proc.poll() is not None:
         return
     try:
@@ -155,7 +155,7 @@ def live_server(
                         break
                     time.sleep(0.1)
                 else:
-                    _stop(proc)
+                    stop_process_group(proc)
                     continue  # exited (port taken?) or too slow: try another port
                 break
             else:
@@ -175,7 +175,7 @@ def live_server(
         )
     finally:
         if proc is not None:
-            _stop(proc)
+            stop_process_group(proc)
         if own_root:
             shutil.rmtree(root, ignore_errors=True)
 
