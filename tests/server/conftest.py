@@ -19,6 +19,7 @@ pytest.importorskip("uvicorn", reason="the server needs: pip install 'modelbook[
 
 import requests
 
+from modelbook.backends.http import HttpBackend
 from modelbook.server.testing import LiveServer, live_server
 
 TIMEOUT = 10
@@ -62,3 +63,16 @@ def api(server: LiveServer, token: str) -> Api:
         )
 
     return call
+
+
+@pytest.fixture(scope="module")
+def backend(server: LiveServer) -> Iterator[HttpBackend]:
+    """modelbook's HTTP backend logged in to the module's server."""
+    backend = HttpBackend(
+        api_host=server.api_host,
+        files_host=server.files_host,
+        access_key=server.access_key,
+        secret_key=server.secret_key,
+    )
+    yield backend
+    backend.close()

@@ -19,7 +19,6 @@ import pytest
 
 pytest.importorskip("clearml", reason="the SDK tests need: pip install clearml==2.1.12")
 
-from modelbook.backends.http import HttpBackend
 from modelbook.records import ModelQuery
 from modelbook.storage.http import HttpFilesDriver
 
@@ -38,18 +37,6 @@ sdk {
     }
 }
 """
-
-
-@pytest.fixture(scope="module")
-def backend(server) -> HttpBackend:
-    backend = HttpBackend(
-        api_host=server.api_host,
-        files_host=server.files_host,
-        access_key=server.access_key,
-        secret_key=server.secret_key,
-    )
-    yield backend
-    backend.close()
 
 
 @pytest.fixture(scope="module")

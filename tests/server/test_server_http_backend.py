@@ -22,18 +22,6 @@ from modelbook.storage.http import HttpFilesDriver
 from modelbook.store.sql import SqlStore
 
 
-@pytest.fixture(scope="module")
-def backend(server) -> HttpBackend:
-    backend = HttpBackend(
-        api_host=server.api_host,
-        files_host=server.files_host,
-        access_key=server.access_key,
-        secret_key=server.secret_key,
-    )
-    yield backend
-    backend.close()
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> SqlStore:
     store = SqlStore(f"sqlite:///{tmp_path / 'parity.db'}")
