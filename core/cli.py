@@ -1,4 +1,4 @@
-"""The ``modelbook`` command line: ``modelbook models ls`` / ``modelbook models show``."""
+"""The ``modelbook`` command line: ``modelbook models ls|show|prune`` and ``modelbook gc``."""
 
 from __future__ import annotations
 
@@ -93,6 +93,7 @@ def _models_show(args: argparse.Namespace) -> int:
             "sha256": v.sha256,
             "size": v.size,
             "created": v.created.isoformat(),
+            "pruned": v.pruned,
         }
         for v in backend.list_model_versions(record.id)
     ]
@@ -104,6 +105,50 @@ def _models_show(args: argparse.Namespace) -> int:
             value = json.dumps(value) if value else "-"
         print(f"{key:12} {value if value not in (None, '') else '-'}")
     return 0
+
+
+def _models_prune(args: argparse.Namespace) -> int:
+    from modelbook import retention
+
+    report = retention.prune(config.get_backend(), args.id, args.keep_last, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"pruned": report.pruned, "deleted": report.doomed,
+                          "kept": report.kept, "failed": report.failed,
+                          "dry_run": args.dry_run}, indent=2))  # fmt: skip
+        return 1 if report.failed else 0
+    verb = "would prune" if args.dry_run else "pruned"
+    print(f"{verb} versions: {', '.join(map(str, report.pruned)) or 'none'}")
+    for version, why in sorted(report.kept.items()):
+        print(f"kept version {version}: {why}")
+    for uri in report.doomed:
+        state = "failed: " + report.failed[uri] if uri in report.failed else "deleted"
+        print(f"{'would delete' if args.dry_run else state}  {uri}")
+    return 1 if report.failed else 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from modelbook import retention
+
+    found, deleted = retention.collect(pending_grace=args.older_than, dry_run=args.dry_run)
+    if args.json:
+        result = {"objects": found.doomed, "partials": found.partials,
+                  "failed": deleted.failed, "dry_run": args.dry_run}  # fmt: skip
+        print(json.dumps(result, indent=2))
+        return 1 if deleted.failed else 0
+    verb = "would delete" if args.dry_run else "deleted"
+    for uri in found.doomed:
+        print(f"{'failed: ' + deleted.failed[uri] if uri in deleted.failed else verb}  {uri}")
+    for partial in found.partials:
+        print(f"{verb} partial upload  {partial}")
+    print(f"{len(found.doomed)} unreferenced object(s), {len(found.partials)} partial upload(s)")
+    return 1 if deleted.failed else 0
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +170,23 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("id")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=_models_show)
+    prune = verbs.add_parser(
+        "prune", help="delete the weights of old versions (never the current or best ones)"
+    )
+    prune.add_argument("id")
+    prune.add_argument("--keep-last", type=_non_negative, required=True, metavar="N",
+                       help="keep the newest N versions (the current and best always stay)")
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
+    prune.add_argument("--json", action="store_true", help="print JSON")
+    prune.set_defaults(func=_models_prune)
+    gc = commands.add_parser(
+        "gc", help="delete stored objects the registry wrote that nothing references"
+    )
+    gc.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
+    gc.add_argument("--older-than", type=float, default=86400.0, metavar="SECONDS",
+                    help="unfinished uploads count as garbage after this long (default 86400)")
+    gc.add_argument("--json", action="store_true", help="print JSON")
+    gc.set_defaults(func=_gc)
     try:
         from modelbook.server.cli import add_server_commands
     except ImportError:

@@ -8,7 +8,9 @@ anywhere, modelbook uses the embedded store in its home (``~/.modelbook`` or
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -94,8 +96,6 @@ def _clearml_conf() -> dict[str, str]:
     path = Path(os.environ.get("CLEARML_CONFIG_FILE", "~/clearml.conf")).expanduser()
     if not path.is_file():
         return {}
-    from modelbook.backends.http import read_clearml_conf
-
     return read_clearml_conf(path)
 
 
@@ -128,3 +128,114 @@ def _open_backend() -> Backend:
     from modelbook.backends.embedded import EmbeddedBackend
 
     return EmbeddedBackend(home())
+
+
+# -- clearml.conf ---------------------------------------------------------------------------
+_CONF_KEYS = {
+    "api.api_server": "api_host",
+    "api.files_server": "files_host",
+    "api.credentials.access_key": "access_key",
+    "api.credentials.secret_key": "secret_key",
+}
+
+
+class _ConfReader:
+    """A small reader for the HOCON that ``clearml-init`` writes."""
+
+    _BARE_END = re.compile(r"\n|,|}|]|\s#|\s//")
+
+    def __init__(self, text: str) -> None:
+        self.text, self.pos, self.found = text, 0, {}  # type: ignore[var-annotated]
+
+    def _peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def _skip(self, newlines: bool) -> None:
+        while self.pos < len(self.text):
+            char = self._peek()
+            if char in " \t\r" or (newlines and char in "\n,"):
+                self.pos += 1
+            elif char == "#" or self.text.startswith("//", self.pos):
+                end = self.text.find("\n", self.pos)
+                self.pos = len(self.text) if end < 0 else end
+            else:
+                return
+
+    def _string(self) -> str:
+        match = re.compile(r'"(?:[^"\\]|\\.)*"').match(self.text, self.pos)
+        if not match:
+            self.pos = len(self.text)
+            return ""
+        self.pos = match.end()
+        return json.loads(match.group())
+
+    def _skip_array(self) -> None:
+        depth = 0
+        while self.pos < len(self.text):
+            char = self._peek()
+            if char == '"':
+                self._string()
+                continue
+            depth += {"[": 1, "]": -1}.get(char, 0)
+            self.pos += 1
+            if depth == 0:
+                return
+
+    def read_object(self, prefix: str) -> None:
+        while True:
+            self._skip(newlines=True)
+            char = self._peek()
+            if not char or char == "}":
+                self.pos += 1
+                return
+            if char == '"':
+                key = self._string()
+            else:
+                match = re.compile(r"[A-Za-z0-9_.\-]+").match(self.text, self.pos)
+                if not match:
+                    self.pos += 1
+                    continue
+                key, self.pos = match.group(), match.end()
+            self._skip(newlines=False)
+            if self._peek() in (":", "="):
+                self.pos += 1
+                self._skip(newlines=False)
+            char = self._peek()
+            if char == "{":
+                self.pos += 1
+                self.read_object(f"{prefix}{key}.")
+            elif char == "[":
+                self._skip_array()
+            elif char == '"':
+                self.found[prefix + key] = self._string()
+            else:
+                end = self._BARE_END.search(self.text, self.pos)
+                stop = end.start() if end else len(self.text)
+                self.found[prefix + key] = self.text[self.pos : stop].strip()
+                self.pos = stop
+
+
+def read_clearml_conf(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read the connection settings of a ``clearml.conf`` (HOCON).
+
+    Understands what ``clearml-init`` writes: nested ``api { ... }`` blocks, dotted keys,
+    ``:`` or ``=``, quoted or bare values (bare URLs included), ``#`` and ``//`` comments.
+    Arrays and other sections are skipped.
+
+    Returns:
+        Any of ``api_host``, ``files_host``, ``access_key``, ``secret_key`` found.
+
+    Example:
+        >>> import tempfile
+        >>> conf = Path(tempfile.mkdtemp()) / "clearml.conf"
+        >>> _ = conf.write_text('api { api_server: http://h:8008  # the API\\n'
+        ...     ' credentials { "access_key" = "AK", secret_key: "SK" } }')
+        >>> sorted(read_clearml_conf(conf).items())
+        [('access_key', 'AK'), ('api_host', 'http://h:8008'), ('secret_key', 'SK')]
+    """
+    reader = _ConfReader(Path(path).read_text(encoding="utf-8", errors="replace"))
+    while reader.pos < len(reader.text):
+        reader.read_object("")
+    return {
+        name: str(reader.found[key]) for key, name in _CONF_KEYS.items() if reader.found.get(key)
+    }

@@ -12,8 +12,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from modelbook.errors import BlobCorruptedError, StorageError
-from modelbook.records import ModelRecord
-from modelbook.storage import driver_for, sha256_file
+from modelbook.storage import StorageDriver, StoredObject, sha256_file
 
 _verified: dict[tuple[str, int, int], str] = {}
 _verified_lock = threading.Lock()
@@ -43,33 +42,32 @@ def _basename(uri: str) -> str:
     return PurePosixPath(unquote(urlsplit(uri).path)).name or "weights"
 
 
-def local_copy(record: ModelRecord, cache_root: Path, force_download: bool = False) -> Path:
-    """The verified local file holding ``record``'s weights, downloading it if needed."""
-    if not record.uri:
-        raise StorageError(f"model {record.id!r} ({record.name!r}) has no weights yet")
-    driver = driver_for(record.uri)
-    local = driver.local_path(record.uri)
+def local_copy(
+    stored: StoredObject, driver: StorageDriver, cache_root: Path, force_download: bool = False
+) -> Path:
+    """The verified local file holding ``stored``, downloaded into the cache if needed."""
+    local = driver.local_path(stored.uri)
     if local is not None:
         if not local.is_file():
             raise StorageError(
-                f"model {record.id!r} points at {record.uri!r}, which does not exist (deleted "
-                "or moved); re-register the weights with update_weights"
+                f"{stored.uri!r} does not exist (deleted or moved); re-register the weights "
+                "with update_weights"
             )
-        verify(local, record.sha256)
+        verify(local, stored.sha256)
         return local
-    key = record.sha256 or hashlib.md5(record.uri.encode()).hexdigest()
-    target = cache_root / "downloads" / key / _basename(record.uri)
+    key = stored.sha256 or hashlib.md5(stored.uri.encode()).hexdigest()
+    target = cache_root / "downloads" / key / _basename(stored.uri)
     if target.is_file() and not force_download:
         try:
-            verify(target, record.sha256)
+            verify(target, stored.sha256)
             return target
         except BlobCorruptedError:
             target.unlink()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
-        driver.get(record.uri, tmp)
-        verify(tmp, record.sha256)
+        driver.get(stored.uri, tmp)
+        verify(tmp, stored.sha256)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -27,10 +27,11 @@ from modelbook.errors import (
 from modelbook.frameworks import Framework
 from modelbook.localcopy import extract_package, local_copy
 from modelbook.records import ARCHIVED_TAG, PACKAGE_TAG, ModelQuery, ModelRecord, ModelVersionRecord
-from modelbook.storage import driver_for, scheme_of
+from modelbook.storage import StoredObject, scheme_of
 from modelbook.storage.local import to_uri
 
 if TYPE_CHECKING:
+    from modelbook.retention import PruneReport
     from modelbook.task import Task
 
 log = logging.getLogger("modelbook")
@@ -239,21 +240,51 @@ class BaseModel:
         return True
 
     # -- weights --------------------------------------------------------------------------
+    def _stored(self, version: int | None) -> StoredObject:
+        """The current weights, or those of ``version`` (a modelbook extension)."""
+        record = self._data()
+        if version is None:
+            if not record.uri:
+                raise StorageError(f"model {record.id!r} ({record.name!r}) has no weights yet")
+            return StoredObject(record.uri, record.sha256 or "", record.size or 0)
+        versions = {v.version: v for v in self.versions}
+        found = versions.get(version) if isinstance(version, int) else None
+        if found is None:
+            raise InvalidArgumentError(
+                f"model {record.id!r} has no version {version!r}; its versions: "
+                f"{sorted(versions) or '(none yet)'}"
+            )
+        if found.pruned:
+            raise StorageError(
+                f"version {version} of model {record.id!r} was pruned (retention): its record "
+                "is kept, its weights were deleted"
+            )
+        return StoredObject(found.uri, found.sha256 or "", found.size or 0)
+
     def get_weights(
         self,
         raise_on_error: bool = False,
         force_download: bool = False,
         extract_archive: bool = False,
+        *,
+        version: int | None = None,
     ) -> str | None:
         """A local path to the weights, verified against their sha256.
 
         Returns None when the weights cannot be fetched, unless ``raise_on_error``. Corrupted
         weights always raise :class:`BlobCorruptedError`.
+
+        Args:
+            version: modelbook extension: the weights of that version (see
+                :attr:`versions`) instead of the current ones, verified the same way.
         """
         try:
-            path = local_copy(self._data(), config.home() / "cache", force_download)
+            stored = self._stored(version)
+            path = local_copy(stored, self._be.driver_for(stored.uri), config.home() / "cache",
+                              force_download)  # fmt: skip
             if extract_archive and path.suffix == ".zip":
-                return str(extract_package(path, config.home() / "cache", self._package_key()))
+                key = stored.sha256 or f"{self.id}-{Path(stored.uri).name}"
+                return str(extract_package(path, config.home() / "cache", key))
             return str(path)
         except BlobCorruptedError:
             raise
@@ -263,15 +294,14 @@ class BaseModel:
             log.warning("could not get the weights of model %s: %s", self.id, exc)
             return None
 
-    def _package_key(self) -> str:
-        return self._data().sha256 or f"{self._data().id}-v{self._data().version}"
-
     def get_weights_package(
         self,
         return_path: bool = False,
         raise_on_error: bool = False,
         force_download: bool = False,
         extract_archive: bool = True,
+        *,
+        version: int | None = None,
     ) -> str | list[Path] | None:
         """The extracted folder of a package model (``return_path``) or its top entries."""
         if PACKAGE_TAG not in self._data().system_tags:
@@ -279,11 +309,24 @@ class BaseModel:
                 f"Model is not packaged: model {self.id!r} holds a single file; "
                 "use get_local_copy() or get_weights()"
             )
-        archive = self.get_weights(raise_on_error, force_download)
-        if archive is None or not extract_archive:
-            return archive
-        folder = extract_package(Path(archive), config.home() / "cache", self._package_key())
-        return str(folder) if return_path else sorted(folder.glob("*"))
+        folder = self.get_weights(raise_on_error, force_download, extract_archive, version=version)
+        if folder is None or not extract_archive:
+            return folder
+        return folder if return_path else sorted(Path(folder).glob("*"))
+
+    def prune_versions(self, keep_last: int, dry_run: bool = False) -> PruneReport:
+        """Delete the weights of all but the newest ``keep_last`` versions (modelbook only).
+
+        Never removes the current weights, the best version by the monitored metric recorded
+        on the versions, or bytes another model or version still references; a pruned
+        version keeps its record (``pruned=True``). A published model refuses.
+
+        Raises:
+            ModelPublishedError: the model is published.
+        """
+        from modelbook import retention
+
+        return retention.prune(self._be, self._model_id(), keep_last, dry_run=dry_run)
 
 
 def _cast(value: str, v_type: str) -> Any:
@@ -334,11 +377,18 @@ class Model(BaseModel):
         extract_archive: bool | None = None,
         raise_on_error: bool = False,
         force_download: bool = False,
+        *,
+        version: int | None = None,
     ) -> str | None:
         """A local path to the weights: the file, or for a package the extracted folder.
 
         The file is checked against the sha256 recorded when it was stored; a mismatch
-        raises :class:`~modelbook.errors.BlobCorruptedError`.
+        raises :class:`~modelbook.errors.BlobCorruptedError`. The path may be the stored
+        object itself (local destinations): read it, do not change it.
+
+        Args:
+            version: modelbook extension: a version number from :attr:`versions`; its
+                weights, verified the same way (a pruned version raises or returns None).
         """
         if PACKAGE_TAG in self._data().system_tags:
             return self.get_weights_package(  # type: ignore[return-value]
@@ -346,8 +396,10 @@ class Model(BaseModel):
                 raise_on_error=raise_on_error,
                 force_download=force_download,
                 extract_archive=extract_archive is not False,
+                version=version,
             )
-        return self.get_weights(raise_on_error, force_download, bool(extract_archive))
+        return self.get_weights(raise_on_error, force_download, bool(extract_archive),
+                                version=version)  # fmt: skip
 
     @classmethod
     def query_models(
@@ -408,23 +460,28 @@ class Model(BaseModel):
         force: bool = False,
         raise_on_errors: bool = False,
     ) -> bool:
-        """Delete a model record and, unless another model still uses them, its files.
+        """Delete a model record and, with ``delete_weights_file``, the stored objects that
+        only it referenced.
 
-        Returns False if the record was deleted but a file could not be (or the model does
-        not exist), unless ``raise_on_errors``.
+        Only objects modelbook itself wrote are ever deleted: weights registered from
+        elsewhere (``register_uri``, ``import_model``) are never touched, and an object
+        another model or version still references stays. With ``delete_weights_file=False``
+        the model's own objects are kept for good (never deleted later either).
+
+        Returns False if the record was deleted but a file could not be (it stays doomed;
+        ``modelbook gc`` retries), or if the model does not exist, unless ``raise_on_errors``.
         """
+        from modelbook import retention
+
         backend = config.get_backend()
         model_id = model if isinstance(model, str) else model.id
         try:
-            record = backend.get_model(str(model_id))
-            uris = {v.uri for v in backend.list_model_versions(record.id)}
-            if record.uri:
-                uris.add(record.uri)
-            backend.delete_model(record.id)
-            if delete_weights_file:
-                for uri in uris:
-                    if not backend.count_models(ModelQuery(uri=[uri])):
-                        driver_for(uri).delete(uri)
+            deleted = retention.remove_model(backend, str(model_id), delete_weights_file)
+            if deleted.failed:
+                raise StorageError(
+                    "model deleted, but not all its files: "
+                    + "; ".join(f"{u}: {e}" for u, e in deleted.failed.items())
+                )
         except (ModelbookError, OSError) as exc:
             if raise_on_errors:
                 raise

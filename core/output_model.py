@@ -26,6 +26,7 @@ from modelbook.model import BaseModel
 from modelbook.records import PACKAGE_TAG, ModelRecord
 from modelbook.storage import driver_for, scheme_of
 from modelbook.storage.local import to_path, to_uri
+from modelbook.storage.placement import Destination, is_object_path
 from modelbook.storage.spool import Job
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class OutputModel(BaseModel):
 
     Example:
         >>> import modelbook, tempfile, pathlib
+        >>> from modelbook import Task
         >>> modelbook.configure(home=tempfile.mkdtemp())
         >>> task = Task.init(project_name="docs", task_name="output model")
         >>> weights = pathlib.Path(tempfile.mkdtemp()) / "model.pt"
@@ -60,8 +62,11 @@ class OutputModel(BaseModel):
         >>> model = OutputModel(task=task, framework="PyTorch")
         >>> model.update_labels({"background": 0, "label": 255})
         >>> uri = model.update_weights(weights_filename=str(weights), iteration=1)
-        >>> model.iteration, model.labels["label"]
-        (1, 255)
+        >>> OutputModel.wait_for_uploads(timeout=60)  # stored in the background until then
+        []
+        >>> model.reload()
+        >>> model.iteration, model.labels["label"], model.get_weights() is not None
+        (1, 255, True)
         >>> task.close()
     """
 
@@ -166,18 +171,19 @@ class OutputModel(BaseModel):
         }
 
     def _ensure_created(self, entry_name: str | None = None, defer: bool = False) -> None:
-        """Create the model record and connect it to the task, once.
+        """Create the model record and connect it to the task, once (through the upload
+        queue, the one creator of output models).
 
         With ``defer``, an unreachable registry is not an error: the upload worker creates
         the record when the registry answers again.
         """
         if self.id is not None:
             return
-        queue = uploads.queue_for(self._be, config.home())
+        queue = self._queue()
         if defer and not queue.registry_reachable:
             return
         try:
-            record = self._be.create_model(**self._create_fields(entry_name))
+            record = queue.create_model(self._key, self._create_spec(entry_name or "Output Model"))
         except ModelbookError as exc:
             if defer and is_transient(exc):
                 queue.registry_reachable = False
@@ -185,9 +191,7 @@ class OutputModel(BaseModel):
                 return
             raise
         self._id, self._record = record.id, record
-        entry = self._entry_name or entry_name or "Output Model"
-        self._task._connect_model(self, "output", entry, record.design, record.labels)
-        self._entry_name = entry
+        self._task._record = None  # its model entries, design and labels changed
 
     def _data(self) -> ModelRecord:
         if self.id is None:  # not stored yet: what it will be created with
@@ -340,12 +344,10 @@ class OutputModel(BaseModel):
         if register_uri is not None:
             uri = register_uri if scheme_of(register_uri) else to_uri(register_uri)
             prefix = f"snapshot {uri} stored\n" if update_comment else None
-            job = self._submit(None, False, Path(uri).name, uri, iteration, prefix, is_package,
-                               metadata, wait=not async_enable)  # fmt: skip
+            self._submit(None, False, Path(uri).name, uri, iteration, prefix, is_package,
+                         metadata, wait=not async_enable)  # fmt: skip
             return uri
-        path = Path(weights_filename)  # type: ignore[arg-type]
-        if not path.exists():
-            raise WeightsFileNotFoundError(path)
+        path = check_weights_path(weights_filename)
         if path.is_dir():
             return self.update_weights_package(
                 weights_path=str(path), upload_uri=upload_uri,
@@ -357,18 +359,17 @@ class OutputModel(BaseModel):
         target = target_filename or path.name
         if "/" in target or "\\" in target or target in (".", ".."):
             raise InvalidArgumentError(f"target_filename must be a plain file name, got {target!r}")
-        queue = self._queue()
-        staged = queue.spool.owns(path)
-        move = staged or (auto_delete_file and self._upload_uri is not None)
+        staged = self._queue().spool.owns(path)
+        handed_over = auto_delete_file and self._upload_uri is not None and path.is_file()
+        move = staged or (handed_over and not _registry_file(path))
         prefix = f"snapshot {weights_filename} stored\n" if update_comment else None
+        destination = self._destination()
         job = self._submit(path, move, target, None, iteration, prefix, is_package, metadata,
-                           wait=not async_enable, hash_now=not staged)  # fmt: skip
-        if job.layout != "content":
-            return job.target_uri or ""
-        if job.sha256 is None:  # a staged file, hashed by the worker: the URI is not known yet
-            return None  # type: ignore[return-value]
-        root = to_path(job.target_uri or "")
-        return to_uri(root / job.sha256[:2] / job.sha256 / target)
+                           wait=not async_enable,
+                           hash_now=destination.needs_digest and not staged)  # fmt: skip
+        if destination.needs_digest and job.sha256 is None:
+            return None  # type: ignore[return-value]  # a staged file: hashed by the worker
+        return destination.object_uri(job.sha256, target, job.id)
 
     def staging_path(self, filename: str) -> Path:
         """A fresh path to save weights to; ``update_weights`` then moves the file into the
@@ -378,6 +379,16 @@ class OutputModel(BaseModel):
 
     def _queue(self) -> uploads.UploadQueue:
         return uploads.queue_for(self._be, config.home())
+
+    def _destination(self) -> Destination:
+        """Where this model's weights go: the upload destination set on the model or task
+        (ClearML's layout), else the backend's default."""
+        task = self._task
+        if self._upload_uri is None:
+            root, layout = self._be.default_destination(), self._be.default_layout
+        else:
+            root, layout = self._upload_uri, "clearml"
+        return Destination.for_task(root, layout, task.project_name or "", task.name, task.id)
 
     def _submit(
         self,
@@ -392,28 +403,20 @@ class OutputModel(BaseModel):
         wait: bool,
         hash_now: bool = True,
     ) -> Job:
-        """Queue one registration; ``hash_now`` hashes a content-addressed file here, so
-        that its final URI is known when ``update_weights`` returns."""
-        queue = self._queue()
+        """Queue one registration; ``hash_now`` hashes the file while it is snapshotted (the
+        content layout names objects by their sha256, so the URI is then known at once)."""
         entry = Path(target).stem
         self._ensure_created(entry, defer=True)
-        content = self._upload_uri is None and self._be.default_layout == "content"
-        if content:
-            target_uri = self._be.default_destination()
-        else:
-            root = (self._upload_uri or self._be.default_destination()).rstrip("/")
-            task = self._task
-            target_uri = f"{root}/{task.project_name}/{task.name[:128]}.{task.id}/models/{target}"
         job = Job(
-            id=Job.new_id(), model_key=self._key, registry=queue.registry, model_id=self._id,
-            create=None if self._id else self._create_spec(entry),
-            target_uri=target_uri, layout="content" if content else "clearml", filename=target,
+            id=Job.new_id(), model_key=self._key, registry=self._queue().registry,
+            model_id=self._id, create=None if self._id else self._create_spec(entry),
+            destination=self._destination().to_json(), filename=target,
             register_uri=register_uri, iteration=iteration, comment_prefix=comment_prefix,
             framework=None if self._known().framework else Framework.infer(target),
             is_package=is_package, metadata=uploads.metadata_items(metadata),
         )  # fmt: skip
-        hash_now = hash_now and content and source is not None
-        job = queue.submit(job, source, move, hash_now=hash_now, wait=wait)
+        job = self._queue().submit(job, source, move, hash_now=hash_now and source is not None,
+                                   wait=wait)  # fmt: skip
         self._stale = True
         return job
 
@@ -432,7 +435,8 @@ class OutputModel(BaseModel):
         """Store several files, or a whole folder (recursively), as one zip package.
 
         The model gets the ``package`` system tag; ``get_local_copy()`` returns the
-        extracted folder. Returns the URI of the stored zip.
+        extracted folder. Returns the URI of the stored zip. The files and folders handed
+        in are never deleted (``auto_delete_file`` applies to the zip modelbook made).
         """
         if (weights_filenames is None) == (weights_path is None):
             raise InvalidArgumentError(
@@ -440,15 +444,15 @@ class OutputModel(BaseModel):
                 "files) or weights_path (a folder)"
             )
         if weights_path is not None:
-            base = Path(weights_path)
+            base = check_weights_path(weights_path)
             if not base.is_dir():
                 raise WeightsFileNotFoundError(base)
             paths = [base]
         else:
-            paths = [Path(p) for p in validate.tags(weights_filenames, "weights_filenames")]
-            missing = [p for p in paths if not p.exists()]
-            if missing or not paths:
-                raise WeightsFileNotFoundError(missing[0] if missing else "(empty list)")
+            names = validate.tags(weights_filenames, "weights_filenames")
+            if not names:
+                raise WeightsFileNotFoundError("(empty list)")
+            paths = [check_weights_path(p) for p in names]
             base = paths[0].parent if len(paths) == 1 else Path(os.path.commonpath(paths))
         if upload_uri:
             self.set_upload_destination(upload_uri)
@@ -460,15 +464,11 @@ class OutputModel(BaseModel):
         except OSError as exc:
             shutil.rmtree(archive.parent, ignore_errors=True)
             raise UploadError(f"cannot package {base} into {archive.parent}: {exc}") from exc
-        uri = self.update_weights(
+        return self.update_weights(
             weights_filename=str(archive), target_filename=target, auto_delete_file=True,
             iteration=iteration, update_comment=False, is_package=True,
             async_enable=async_enable, metadata=metadata,
         )  # fmt: skip
-        if auto_delete_file and self._upload_uri:
-            for p in paths:
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-        return uri
 
     @classmethod
     def wait_for_uploads(
@@ -494,6 +494,46 @@ class OutputModel(BaseModel):
     def set_default_upload_uri(cls, output_uri: str | None) -> None:
         """Kept for ClearML compatibility; set ``Task.init(output_uri=...)`` instead."""
         log.warning("OutputModel.set_default_upload_uri is ignored; use Task.init(output_uri=...)")
+
+
+def check_weights_path(weights: str | os.PathLike[str] | None) -> Path:
+    """The weights file or folder handed to ``update_weights``, refused when it cannot be
+    what the caller means: an empty path, ``.`` or the working directory, ``/``, the user's
+    home, or a folder holding the modelbook home (the store itself).
+
+    Raises:
+        InvalidArgumentError: one of those.
+        WeightsFileNotFoundError: the path does not exist.
+    """
+    if weights is None or not str(weights).strip():
+        raise InvalidArgumentError(
+            f"weights_filename must name a weights file or folder, got {weights!r}; "
+            "pass the path of the file you saved (e.g. 'model.pt')"
+        )
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise WeightsFileNotFoundError(path)
+    if path.is_dir():
+        resolved, store = path.resolve(), config.home().resolve()
+        refused = {Path("/"): "the root folder", Path.home().resolve(): "your home folder",
+                   Path.cwd().resolve(): "the working directory"}  # fmt: skip
+        why = refused.get(resolved) or (
+            "a folder holding the modelbook store" if store.is_relative_to(resolved) else None
+        )
+        if why:
+            raise InvalidArgumentError(
+                f"refusing to package {str(weights)!r}: it is {why} ({resolved}); pass the "
+                "weights file, or a folder that holds only the model (a save_pretrained "
+                "folder, a checkpoint folder)"
+            )
+    return path
+
+
+def _registry_file(path: Path) -> bool:
+    """A file that belongs to a registry (the modelbook home, or a stored object handed
+    out in place by ``get_local_copy``): copied, never moved away."""
+    resolved = path.resolve()
+    return resolved.is_relative_to(config.home().resolve()) or is_object_path(resolved)
 
 
 def check_destination(uri: str) -> str:

@@ -102,6 +102,37 @@ class ModelVersionRecord:
     created: datetime
     comment: str = ""
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: True once retention pruned it: the record stays, its bytes may be gone.
+    pruned: bool = False
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What :meth:`Backend.prune_versions` did (or, with ``dry_run``, would do).
+
+    Attributes:
+        pruned: version numbers marked pruned.
+        doomed: URIs of objects nothing references any more, whose bytes are to be deleted.
+        kept: ``{version: why}`` for the older versions that were protected.
+    """
+
+    pruned: list[int] = field(default_factory=list)
+    doomed: list[str] = field(default_factory=list)
+    kept: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GcResult:
+    """What :meth:`Backend.collect_garbage` found.
+
+    Attributes:
+        doomed: URIs of owned objects nothing references, whose bytes are to be deleted.
+        partials: temporary files of uploads a crash left behind (removed by the backend
+            itself unless ``dry_run``).
+    """
+
+    doomed: list[str] = field(default_factory=list)
+    partials: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

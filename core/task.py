@@ -382,14 +382,9 @@ class Task:
         self, model: BaseModel, kind: str, entry: str, design: str, labels: dict[str, int]
     ) -> None:
         self._check_open()
-        self._record = self._be.set_task_model(self._id, kind, entry, model._model_id())
-        copy: dict[str, Any] = {}
-        if design and not self._record.model_config:
-            copy["model_config"] = design
-        if labels and not self._record.labels:
-            copy["labels"] = labels
-        if copy:
-            self._update(**copy)
+        self._record = connect_model(
+            self._be, self._id, kind, entry, model._model_id(), design, labels
+        )
 
     def update_output_model(
         self,
@@ -479,3 +474,24 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<Task id={self._id!r} name={self._data().name!r}>"
+
+
+def connect_model(
+    backend: Backend,
+    task_id: str,
+    kind: str,
+    entry: str,
+    model_id: str,
+    design: str,
+    labels: dict[str, int],
+) -> TaskRecord:
+    """Add a model to a task's ``kind`` ("input" / "output") entries under ``entry``; the
+    task takes the model's design and labels if it has none (as in ClearML). Returns the
+    task's new record."""
+    record = backend.set_task_model(task_id, kind, entry, model_id)
+    copy: dict[str, Any] = {}
+    if design and not record.model_config:
+        copy["model_config"] = design
+    if labels and not record.labels:
+        copy["labels"] = labels
+    return backend.update_task(task_id, **copy) if copy else record

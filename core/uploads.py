@@ -4,8 +4,10 @@
 (:mod:`modelbook.storage.spool`) and returns; a worker thread then, for each job in order:
 
 1. creates the model record if the registry could not be reached before;
-2. hashes the snapshot (unless that was done already) and stores it at the destination,
-   unless the destination already holds exactly these bytes (dedupe by sha256);
+2. hashes the snapshot (unless that was done already), records the object it is about to
+   write as the registry's (:mod:`modelbook.store.objects`), and stores it under the name
+   its destination gives those bytes (:mod:`modelbook.storage.placement`), unless an
+   object of that name (which holds the sha256) is already there;
 3. checks that what was stored has the snapshot's size and sha256;
 4. only then moves the model to the new weights, in one registry call (two-phase: a
    failed transfer leaves the previous version in place).
@@ -19,7 +21,6 @@ that model's older jobs that have not started.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import random
@@ -36,8 +37,9 @@ from modelbook.errors import (
     UploadError,
     is_transient,
 )
-from modelbook.storage import StoredObject, driver_for, sha256_file
-from modelbook.storage.local import copy_hashed, to_path, to_uri
+from modelbook.records import ModelRecord
+from modelbook.storage import StoredObject, sha256_file
+from modelbook.storage.placement import Destination
 from modelbook.storage.spool import Job, Spool
 
 log = logging.getLogger("modelbook")
@@ -225,10 +227,7 @@ class UploadQueue:
         self.registry_reachable = True
         comment = f"{job.comment_prefix}{record.comment}" if job.comment_prefix else None
         metadata = {k: (v[0], v[1]) for k, v in (job.metadata or {}).items()} or None
-        if job.register_uri:
-            stored = StoredObject(job.register_uri, "", 0)
-        else:
-            stored = self._store(job, record.sha256, record.uri)
+        stored = StoredObject(job.register_uri, "", 0) if job.register_uri else self._store(job)
         self.backend.add_model_version(
             model_id,
             uri=stored.uri,
@@ -239,55 +238,53 @@ class UploadQueue:
             framework=job.framework if not record.framework else None,
             is_package=job.is_package,
             metadata=metadata,
+            owned=not job.register_uri,
         )
+
+    # -- the one creator of output models -------------------------------------------------
+    def create_model(self, key: str, spec: Mapping[str, Any]) -> ModelRecord:
+        """Create an output model from ``spec`` (``fields``, ``task``, ``entry``), connect it
+        to its task (which takes the model's design and labels if it has none) and remember
+        it under ``key`` for the jobs that wait for it."""
+        from modelbook.task import connect_model
+
+        record = self.backend.create_model(**spec["fields"])
+        connect_model(self.backend, spec["task"], "output", spec["entry"], record.id,
+                      record.design, record.labels)  # fmt: skip
+        self._model_ids[key] = record.id
+        self.spool.remember_model(key, record.id)
+        return record
 
     def _create(self, job: Job) -> str:
         if not job.create:
             raise UploadError(f"upload job {job.id} names no model and cannot create one")
-        fields: dict[str, Any] = dict(job.create["fields"])
-        record = self.backend.create_model(**fields)
-        self.backend.set_task_model(job.create["task"], "output", job.create["entry"], record.id)
-        self._model_ids[job.model_key] = record.id
-        self.spool.remember_model(job.model_key, record.id)
-        job.model_id = record.id
+        job.model_id = self.create_model(job.model_key, job.create).id
         self.spool.save(job)
-        return record.id
+        return job.model_id
 
-    def _store(self, job: Job, current_sha: str | None, current_uri: str | None) -> StoredObject:
+    def _store(self, job: Job) -> StoredObject:
+        """Store the snapshot where its destination names it; the object is recorded as the
+        registry's before a byte is written, and an object already at that name (named by
+        the sha256 or by this job) holds these very bytes: nothing moves again."""
+        if job.destination is None or not job.filename:
+            raise UploadError(f"upload job {job.id} has no destination", transient=False)
         payload = self.spool.payload(job)
         if job.sha256 is None:
-            job.sha256 = sha256_file(payload)[0]
+            job.sha256, job.size = sha256_file(payload)
             self.spool.save(job)
-        if job.layout == "content":
-            return _store_content(payload, to_path(job.target_uri or ""), job)
-        target = job.target_uri or ""
-        driver = driver_for(target)
-        if current_sha == job.sha256 and current_uri == target and driver.exists(target):
-            return StoredObject(target, job.sha256, job.size or 0)  # same bytes: nothing moves
-        stored = driver.put(payload, target, sha256=job.sha256)
+        uri = Destination.from_json(job.destination).object_uri(job.sha256, job.filename, job.id)
+        self.backend.begin_object_write(uri, job.sha256, job.size)
+        driver = self.backend.driver_for(uri)
+        if driver.exists(uri):
+            return StoredObject(uri, job.sha256, job.size or 0)
+        stored = driver.put(payload, uri, sha256=job.sha256, move=True)
         if stored.sha256 != job.sha256 or stored.size != job.size:
             raise StorageError(
-                f"stored {target} does not match its snapshot (sha256 {stored.sha256} vs "
+                f"stored {uri} does not match its snapshot (sha256 {stored.sha256} vs "
                 f"{job.sha256}, size {stored.size} vs {job.size}); retrying",
                 transient=True,
             )
         return stored
-
-
-def _store_content(payload: Path, root: Path, job: Job) -> StoredObject:
-    """Move a snapshot into the content-addressed blob folder (same file system)."""
-    final = root / job.sha256[:2] / job.sha256 / job.filename  # type: ignore[index]
-    if not (final.is_file() and final.stat().st_size == job.size):
-        with open(payload, "rb") as fh:
-            os.fsync(fh.fileno())
-        final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.replace(payload, final)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            copy_hashed(payload, final)  # the spool is on another file system
-    return StoredObject(to_uri(final), job.sha256 or "", job.size or 0)
 
 
 def _is_registry_error(exc: BaseException) -> bool:

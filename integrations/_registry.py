@@ -3,8 +3,8 @@
 A :class:`Registrar` finds or creates the task, adopts the model a previous session of the
 run registered, creates the ``OutputModel`` at the first improvement, hands each new best
 with its metadata to the core's upload queue (which stores it in the background), prunes old
-snapshots (``keep_last``), publishes at the end, and turns every registry or storage failure
-into a warning: training never stops because of it.
+versions (``keep_last``, through the core's retention), publishes at the end, and turns every
+registry or storage failure into a warning: training never stops because of it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from modelbook.errors import (
 )
 from modelbook.integrations.monitor import Decision, Monitor, as_scalar
 from modelbook.output_model import check_destination
-from modelbook.storage import driver_for
 
 T = TypeVar("T")
 
@@ -158,7 +157,6 @@ class Registrar:
         self.registered = 0
         self.last_iteration: int | None = None  # of the newest best handed to the queue
         self._finished = False
-        self._deleted: set[str] = set()
 
     def arguments(self) -> dict[str, Any]:
         """The constructor arguments except ``task``, JSON-friendly."""
@@ -204,7 +202,7 @@ class Registrar:
             )
         self._finished = False
         ok, task = self.attempt("find or create the task", self._resolve_task)
-        if not ok:
+        if not ok or task is None:
             return
         if hparams:
             params = dict(hparams)
@@ -380,19 +378,12 @@ class Registrar:
             )
 
     def _prune(self) -> None:
-        """Delete the weights of versions older than the newest ``keep_last`` ones; the
-        current version (the best) and files a kept version shares are never deleted."""
+        """Prune the model's versions older than the current one and the newest
+        ``keep_last`` before it, through the core's retention: the current weights, the
+        best version and bytes anything else references are never deleted."""
         model = self._model
-        if model is None or model.id is None:
+        if model is None or model.id is None or model.published:
             return
-        versions = model.versions  # may lag behind the upload queue: then it prunes later
-        if not versions:
-            return
-        older = versions[:-1]
-        cut = max(len(older) - int(self.keep_last or 0), 0)
-        protected = {v.uri for v in older[cut:]} | {versions[-1].uri, model.url}
-        for version in older[:cut]:
-            if version.uri in protected or version.uri in self._deleted:
-                continue
-            driver_for(version.uri).delete(version.uri)
-            self._deleted.add(version.uri)
+        report = model.prune_versions(keep_last=int(self.keep_last or 0) + 1)
+        for uri, why in report.failed.items():
+            self.failures.append(f"could not delete the pruned weights {uri}: {why}")

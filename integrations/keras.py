@@ -51,8 +51,9 @@ class ModelbookCallback(SharedCallback, keras.callbacks.Callback):
         tags: model tags.
         labels: label enumeration ``{name: id}``.
         upload_uri: where the weights go (default: the task's output destination).
-        keep_last: delete the weights of all but this many older versions (None keeps all);
-            the current best is never deleted.
+        keep_last: prune all but this many versions older than the current one (None keeps
+            all); the current weights, the best version and bytes anything else references
+            are never deleted (``Model.prune_versions``).
         publish_on_end: publish the best model when ``fit`` ends without an exception.
         save_weights_only: register ``model.weights.h5`` (``model.load_weights``); False
             registers the whole model as ``model.keras`` (``keras.models.load_model``).
@@ -73,6 +74,7 @@ class ModelbookCallback(SharedCallback, keras.callbacks.Callback):
 
     framework, framework_version = "keras", keras.__version__
     model_framework = Framework.keras
+    monitor: Monitor  # set in __init__, unlike the transformers callback's
 
     def __init__(
         self,

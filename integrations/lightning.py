@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar, cast
 
 try:
     import lightning
@@ -29,6 +29,8 @@ from modelbook.integrations._registry import Snapshot
 from modelbook.integrations.monitor import Decision, Monitor, as_scalar
 
 __all__ = ["ModelbookCallback"]
+
+T = TypeVar("T")
 
 
 class ModelbookCallback(SharedCallback, Callback):
@@ -51,8 +53,9 @@ class ModelbookCallback(SharedCallback, Callback):
         tags: model tags.
         labels: label enumeration ``{name: id}``.
         upload_uri: where the weights go (default: the task's output destination).
-        keep_last: delete the weights of all but this many older versions (None keeps all);
-            the current best is never deleted.
+        keep_last: prune all but this many versions older than the current one (None keeps
+            all); the current weights, the best version and bytes anything else references
+            are never deleted (``Model.prune_versions``).
         publish_on_end: publish the best model when ``fit`` ends without an exception.
         save_weights_only: register ``model.state_dict()`` (a ``.pt`` file loadable with
             ``load_state_dict``); False registers ``trainer.save_checkpoint``'s full ``.ckpt``
@@ -73,6 +76,7 @@ class ModelbookCallback(SharedCallback, Callback):
 
     framework, framework_version = "lightning", lightning.__version__
     model_framework = Framework.pytorch
+    monitor: Monitor  # set in __init__, unlike the transformers callback's
 
     def __init__(
         self,
@@ -102,7 +106,8 @@ class ModelbookCallback(SharedCallback, Callback):
     # -- hooks ------------------------------------------------------------------------------
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # after the checkpoint's callback states are restored, whatever the strategy
-        self._active = not trainer.fast_dev_run  # a dry run registers nothing
+        # a dry run registers nothing; Lightning sets fast_dev_run without declaring it on Trainer
+        self._active = not trainer.fast_dev_run  # type: ignore[attr-defined]
         if self._active and trainer.is_global_zero:
             self.registrar.start(self.monitor, dict(pl_module.hparams), section="hparams")
         self.monitor.load_state_dict(trainer.strategy.broadcast(self.monitor.state_dict(), 0))
@@ -115,11 +120,11 @@ class ModelbookCallback(SharedCallback, Callback):
         if trainer.is_global_zero:
             metrics = _scalars(trainer.callback_metrics)
             decision = self.monitor.update(metrics, step=trainer.global_step)
-        decision = trainer.strategy.broadcast(decision, 0)
+        decided = _from_rank_zero(trainer, decision)
         if not trainer.is_global_zero:
-            self.monitor.apply(decision)
-        if decision.improved:
-            self._register(trainer, decision, metrics)
+            self.monitor.apply(decided)
+        if decided.improved:
+            self._register(trainer, decided, metrics)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self._active:
@@ -139,7 +144,7 @@ class ModelbookCallback(SharedCallback, Callback):
         step, zero = trainer.global_step, trainer.is_global_zero
         name = f"model-step{step}" + (".pt" if self.save_weights_only else ".ckpt")
         # every rank takes part: gathering a sharded model and saving a checkpoint are collective
-        path, workdir = trainer.strategy.broadcast(self.registrar.staging(name) if zero else None)
+        path, workdir = _from_rank_zero(trainer, self.registrar.staging(name) if zero else None)
         snapshot = Snapshot(path, step, workdir=workdir)
         if self.save_weights_only:
             state = trainer.strategy.lightning_module_state_dict()
@@ -157,6 +162,11 @@ class ModelbookCallback(SharedCallback, Callback):
             snapshot.metadata = self._metadata(decision, metrics, epoch=epoch, step=step,
                                                extra=extra)  # fmt: skip
             self.registrar.register(snapshot)
+
+
+def _from_rank_zero(trainer: Trainer, value: T | None) -> T:
+    """``value`` as global rank zero has it: only rank zero computes it, never as None."""
+    return cast(T, trainer.strategy.broadcast(value, 0))
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 try:
     import torch
@@ -56,8 +56,9 @@ class ModelbookCallback(SharedCallback, TrainerCallback, ExportableState):
         tags: model tags.
         labels: label enumeration ``{name: id}``; default from ``model.config.id2label``.
         upload_uri: where the weights go (default: the task's output destination).
-        keep_last: delete the weights of all but this many older versions (None keeps all);
-            the current best is never deleted.
+        keep_last: prune all but this many versions older than the current one (None keeps
+            all); the current weights, the best version and bytes anything else references
+            are never deleted (``Model.prune_versions``).
         publish_on_end: publish the best model when training ends without an exception.
         save_weights_only: register the ``save_pretrained`` folder; False registers the
             Trainer's ``checkpoint-N`` folder (optimizer, scheduler and RNG state included),
@@ -160,6 +161,7 @@ class ModelbookCallback(SharedCallback, TrainerCallback, ExportableState):
         step, meta = self._full_pending
         self._full_pending = None
         if state.is_world_process_zero:
+            assert args.output_dir is not None  # TrainingArguments gives it a default
             folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{step}"
             self.registrar.register(Snapshot(folder, step, meta))  # the Trainer's own folder
 
@@ -176,10 +178,12 @@ class ModelbookCallback(SharedCallback, TrainerCallback, ExportableState):
     # -- internals --------------------------------------------------------------------------
     def _decide(self, state: State, metrics: Mapping[str, Any], step: int) -> Decision:
         """Process zero decides (and warns); the others follow its decision."""
+        monitor = self.monitor
+        assert monitor is not None  # resolved in on_train_begin; the hooks return while None
         zero = state.is_world_process_zero
-        decision = _broadcast(self.monitor.update(metrics, step) if zero else None)
+        decision: Decision = _broadcast(monitor.update(metrics, step) if zero else None)
         if not zero:
-            self.monitor.apply(decision)
+            monitor.apply(decision)
         return decision
 
     def _flush(self, state: State) -> None:
@@ -204,7 +208,7 @@ class ModelbookCallback(SharedCallback, TrainerCallback, ExportableState):
 
         def save() -> None:
             for part in (kwargs["model"], kwargs.get("processing_class")):  # + the tokenizer
-                if hasattr(part, "save_pretrained"):
+                if part is not None and hasattr(part, "save_pretrained"):
                     part.save_pretrained(folder)
 
         saved, _ = self.registrar.attempt("save the model", save)
@@ -231,7 +235,9 @@ def _resolve_monitor(config: Mapping[str, Any], args: Args, owner: str) -> Monit
 
 def _saved_states(state: State, name: str) -> list[dict]:
     """Our entries in ``state.stateful_callbacks`` (from a resumed ``trainer_state.json``)."""
-    saved = (state.stateful_callbacks or {}).get(name)
+    # typed as a list, but TrainerState.__post_init__ makes it a dict {callback name: state(s)}
+    callbacks = cast("dict[str, Any]", state.stateful_callbacks or {})
+    saved = callbacks.get(name)
     entries = saved if isinstance(saved, list) else [saved]
     return [((e or {}).get("attributes") or {}).get("_resume") or {} for e in entries]
 

@@ -6,4 +6,5 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
 .venv/bin/python -m ruff check .
+.venv/bin/python scripts/typecheck.py  # mypy, configured in pyproject.toml [tool.mypy]
 .venv/bin/python -m pytest "$@"

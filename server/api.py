@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -40,9 +40,11 @@ from modelbook.server.envelope import (
 )
 from modelbook.server.services import ENDPOINTS, Call
 from modelbook.server.settings import ServerSettings
-from modelbook.server.stored import StoredIndex
 from modelbook.server.tokens import API_VERSION, TokenService
 from modelbook.store.sql import SqlStore
+
+if TYPE_CHECKING:
+    from modelbook.server.files import FilesServer
 
 log = logging.getLogger("modelbook.server.api")
 
@@ -85,9 +87,9 @@ class Api:
         settings: ServerSettings,
         store: SqlStore,
         tokens: TokenService,
-        stored: StoredIndex | None = None,
+        files: FilesServer | None = None,
     ) -> None:
-        self.settings, self.store, self.tokens, self.stored = settings, store, tokens, stored
+        self.settings, self.store, self.tokens, self.files = settings, store, tokens, files
 
     async def handle(self, request: Request) -> Response:
         endpoint = request.path_params["endpoint"]
@@ -104,7 +106,8 @@ class Api:
             context = {
                 "host": request.headers.get("host"),
                 "clearml_client": request.headers.get("x-clearml-client"),
-                "stored": self.stored,
+                "stored": self.files.index if self.files else None,
+                "files": self.files,
             }
             data = await run_in_threadpool(self._process, endpoint, actual, payload, auth, context)
         except ApiError as exc:

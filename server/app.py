@@ -31,8 +31,8 @@ def create_app(settings: ServerSettings, store: SqlStore | None = None) -> Starl
     """Build the application on a store (opened from ``settings.db_url`` if not given)."""
     store = store or SqlStore(settings.db_url)
     tokens = TokenService(store, settings.token_ttl)
-    files = FilesServer(settings, tokens)
-    api = Api(settings, store, tokens, files.index)
+    files = FilesServer(settings, tokens, store)
+    api = Api(settings, store, tokens, files)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

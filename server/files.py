@@ -9,7 +9,10 @@
   header ``X-Modelbook-Sha256`` (one file only) the server keeps the file only if its
   sha256 matches. Answers ``200`` with the JSON list of stored paths, like ClearML.
 * ``GET`` / ``HEAD /files/<path>``: the bytes, with ``Content-Length``.
-* ``DELETE /files/<path>``: removes a file; 404 if there is none.
+* ``DELETE /files/<path>``: removes a file; 404 if there is none, 409 if a model references
+  it. An upload onto a file a published model references is refused (409); onto one an
+  older version references, the old bytes are kept under a version-specific name
+  (:mod:`modelbook.server.ownership`).
 * ``GET /files/``: ``OK`` (a health check; the only call that needs no token).
 
 Every other call needs ``Authorization: Bearer <token>`` from ``auth.login``; paths are
@@ -18,14 +21,16 @@ checked by :mod:`modelbook.server.paths`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -34,10 +39,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from modelbook.server.envelope import ApiError
+from modelbook.server.ownership import FilesObjects, ReferencedFileError
 from modelbook.server.paths import RESERVED_PREFIX, UnsafePathError, resolve_client_path
 from modelbook.server.settings import ServerSettings
 from modelbook.server.stored import StoredIndex
 from modelbook.server.tokens import TokenService
+from modelbook.store.sql import SqlStore
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 log = logging.getLogger("modelbook.server.files")
 
@@ -74,7 +84,7 @@ class _UploadSink:
         self._header_value = bytearray()
         self._headers: dict[str, bytes] = {}
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": lambda d, s, e: self._header_field.extend(d[s:e]),
@@ -124,9 +134,14 @@ class _UploadSink:
             self.done.append(part)
 
     def commit(
-        self, root: Path, expected_sha256: str | None, index: StoredIndex | None = None
+        self,
+        root: Path,
+        expected_sha256: str | None,
+        index: StoredIndex | None = None,
+        before_replace: Callable[[Path], None] | None = None,
     ) -> list[str]:
-        """Check the expected hash, then rename every received file into place."""
+        """Check the expected hash, then rename every received file into place
+        (``before_replace`` sees each target first and may refuse or move what is there)."""
         if not self.done:
             raise FilesError(400, "the upload holds no file part")
         if expected_sha256 is not None:
@@ -145,6 +160,8 @@ class _UploadSink:
                 raise FilesError(400, f"a parent of {part.target.name!r} is a file") from None
             if part.target.is_dir():
                 raise FilesError(400, f"{part.target.relative_to(root)} is a folder")
+            if before_replace is not None:
+                before_replace(part.target)
             os.replace(part.tmp, part.target)
             if index is not None:
                 index.record(part.target, part.digest.hexdigest(), part.size)
@@ -168,23 +185,28 @@ class FilesServer:
         tokens: verifies the Bearer tokens.
     """
 
-    def __init__(self, settings: ServerSettings, tokens: TokenService) -> None:
+    def __init__(self, settings: ServerSettings, tokens: TokenService, store: SqlStore) -> None:
         self.root = Path(settings.files_root).resolve()
         self.max_upload = settings.max_upload_size
         self.tokens = tokens
         self.index = StoredIndex(self.root)
+        self.objects = FilesObjects(store, self.root, self.index)
         self.tmp_dir = self.root / TMP_DIR
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_tmp()
+        self.remove_stale_tmp(_STALE_TMP_SECONDS)
 
-    def _remove_stale_tmp(self) -> None:
-        cutoff = time.time() - _STALE_TMP_SECONDS
+    def remove_stale_tmp(self, older_than: float, dry_run: bool = False) -> list[Path]:
+        """Partial uploads a crash left (older than ``older_than`` seconds); removed unless
+        ``dry_run``."""
+        cutoff = time.time() - older_than
+        found = []
         for path in self.tmp_dir.glob("*.part"):
-            try:
+            with contextlib.suppress(OSError):
                 if path.stat().st_mtime < cutoff:
-                    path.unlink()
-            except OSError:
-                pass
+                    found.append(path)
+                    if not dry_run:
+                        path.unlink()
+        return found
 
     async def _authorize(self, request: Request) -> None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -213,7 +235,7 @@ class FilesServer:
             if request.method in ("GET", "HEAD"):
                 return self._download(path)
             if request.method == "DELETE":
-                return self._delete(path)
+                return await run_in_threadpool(self._delete, path, request.headers.get("host"))
             raise FilesError(405, f"method {request.method} is not supported")
         except FilesError as exc:
             log.info("files %s /%s: %s %s", request.method, path[:200], exc.status, exc.message)
@@ -238,9 +260,15 @@ class FilesServer:
                     raise FilesError(413, f"upload exceeds the limit of {self.max_upload} bytes")
                 parser.write(chunk)
             parser.finalize()
-            saved = sink.commit(self.root, request.headers.get(SHA256_HEADER), self.index)
+            host = request.headers.get("host")
+            saved = await run_in_threadpool(
+                sink.commit, self.root, request.headers.get(SHA256_HEADER), self.index,
+                lambda target: self.objects.before_overwrite(target, host),
+            )  # fmt: skip
         except UnsafePathError as exc:
             raise FilesError(400, str(exc)) from None
+        except ReferencedFileError as exc:
+            raise FilesError(409, str(exc)) from None
         except (FormParserError, UnicodeDecodeError) as exc:
             raise FilesError(400, f"malformed multipart body: {exc}") from None
         except ClientDisconnect:
@@ -264,10 +292,14 @@ class FilesServer:
             headers={"X-Content-Type-Options": "nosniff"},
         )
 
-    def _delete(self, path: str) -> Response:
+    def _delete(self, path: str, host: str | None) -> Response:
         target = self._target(path)
         if target.is_dir():
             raise FilesError(400, f"{path!r} is a folder; only files can be deleted")
+        try:
+            self.objects.guard_delete(target.relative_to(self.root).as_posix(), host)
+        except ReferencedFileError as exc:
+            raise FilesError(409, str(exc)) from None
         try:
             target.unlink()
         except FileNotFoundError:

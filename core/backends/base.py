@@ -9,13 +9,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from modelbook import storage
 from modelbook.records import (
+    GcResult,
     ModelQuery,
     ModelRecord,
     ModelVersionRecord,
     ProjectRecord,
+    PruneResult,
     TaskRecord,
 )
+from modelbook.storage import StorageDriver
 
 
 class Backend(ABC):
@@ -118,12 +122,20 @@ class Backend(ABC):
         framework: str | None = None,
         is_package: bool = False,
         metadata: dict[str, tuple[str, str]] | None = None,
+        owned: bool = True,
     ) -> ModelRecord:
         """Point the model at newly stored weights and record that as a new version.
 
         One transaction: the model's uri, sha256, size, iteration (and comment, framework
         and ``metadata`` ``{key: (value, type)}`` when given) change together, the version
-        counter goes up, and a version row with a snapshot of the model's metadata is written.
+        counter goes up, a version row with a snapshot of the model's metadata is written,
+        and the object at ``uri`` is recorded as referenced (``owned``: the registry wrote
+        it, so it may delete it once nothing references it; see
+        :mod:`modelbook.store.objects`).
+
+        Raises:
+            ModelPublishedError: the model is published.
+            StorageError: the object at ``uri`` is being deleted (transient: store it again).
         """
 
     @abstractmethod
@@ -139,8 +151,49 @@ class Backend(ABC):
         """How many models match ``query`` (paging ignored)."""
 
     @abstractmethod
-    def delete_model(self, model_id: str) -> None:
-        """Delete a model record, its metadata and versions, and the task entries naming it."""
+    def delete_model(self, model_id: str, delete_objects: bool = True) -> list[str]:
+        """Delete a model record, its metadata and versions, and the task entries naming it.
+
+        Returns the URIs of objects the registry wrote that nothing references any more
+        (now doomed): the caller deletes their bytes, then calls :meth:`forget_objects`.
+        With ``delete_objects=False`` those objects are disowned instead (kept forever).
+        """
+
+    # -- ownership of stored objects ------------------------------------------------------
+    @abstractmethod
+    def prune_versions(self, model_id: str, keep_last: int, dry_run: bool = False) -> PruneResult:
+        """Mark all but the newest ``keep_last`` versions pruned, except the current weights
+        and the best version by the monitored metric; doom the objects nothing references
+        any more (returned in :class:`PruneResult` for the caller to delete).
+
+        Raises:
+            ModelPublishedError: the model is published (read-only).
+        """
+
+    @abstractmethod
+    def begin_object_write(self, uri: str, sha256: str | None, size: int | None) -> None:
+        """Record that the registry is about to write ``uri``, before any byte is written.
+
+        Raises:
+            StorageError: ``uri`` holds an object the registry did not write or other bytes,
+                or is being deleted (transient).
+        """
+
+    @abstractmethod
+    def collect_garbage(self, pending_grace: float = 86400.0, dry_run: bool = False) -> GcResult:
+        """Find owned objects nothing references (unfinished uploads older than
+        ``pending_grace`` seconds included) and temporary files crashed uploads left;
+        unless ``dry_run``, doom the objects (for the caller to delete) and remove the
+        temporary files."""
+
+    @abstractmethod
+    def forget_objects(self, uris: list[str]) -> None:
+        """Drop the records of doomed objects whose bytes were deleted."""
+
+    def driver_for(self, uri: str) -> StorageDriver:
+        """The storage driver for ``uri``, with this registry's credentials where it has
+        some for that location (the HTTP backend's files server)."""
+        return storage.driver_for(uri)
 
     @abstractmethod
     def set_model_metadata(

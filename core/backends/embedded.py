@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelbook.storage.local import to_uri
+from modelbook.records import GcResult
+from modelbook.storage.local import sweep_partials, to_uri
 from modelbook.store.sql import SqlStore
 
 
@@ -41,3 +42,9 @@ class EmbeddedBackend(SqlStore):
 
     def default_destination(self) -> str:
         return to_uri(self.home / "blobs")
+
+    def collect_garbage(self, pending_grace: float = 86400.0, dry_run: bool = False) -> GcResult:
+        """Also removes the blob folder's temporary files that crashed copies left."""
+        found = super().collect_garbage(pending_grace, dry_run)
+        partials = sweep_partials(self.home / "blobs", pending_grace, dry_run)
+        return GcResult(doomed=found.doomed, partials=[to_uri(p) for p in partials])

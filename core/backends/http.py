@@ -1,21 +1,13 @@
 """The HTTP backend: the registry verbs over ClearML's REST protocol.
 
-It talks to a ``modelbook server`` (or, for the ClearML calls, a ClearML server) through
-one choke point, :class:`ApiClient`:
+:class:`HttpBackend` talks to a ``modelbook server`` (or, for the ClearML calls, a ClearML
+server) through one choke point, :class:`~modelbook.backends.api_client.ApiClient`, which
+owns the session, retries, authentication and the mapping of failures onto modelbook
+exceptions (see :mod:`modelbook.backends.api_client`).
 
-* one ``requests.Session`` per process, with urllib3 ``Retry`` on connection failures and
-  on 408/429/502/503/504 answers (bounded: 5 tries, back-off capped at 10 s);
-* ClearML authentication: ``auth.login`` with HTTP Basic credentials gives a JWT, renewed
-  6 minutes before it expires and once after a 401;
-* every failure becomes a modelbook exception carrying the endpoint and the server's
-  message: :class:`~modelbook.errors.RegistryError`, or for unknown ids
-  :class:`~modelbook.errors.ModelNotFoundError` / :class:`~modelbook.errors.TaskNotFoundError`
-  (a modelbook server also names the store's own exception, which is raised again here, so
-  both backends fail the same way).
-
-Records travel as ClearML documents; modelbook's own fields (``sha256``, ``size``,
-``version``) ride along as extra document fields, and versions use the modelbook endpoints
-``models.add_version`` / ``models.get_versions`` (see docs/server.md).
+Records travel as ClearML documents (:mod:`modelbook.wire`); modelbook's own fields
+(``sha256``, ``size``, ``version``) ride along as extra document fields, and versions use the
+modelbook endpoints ``models.add_version`` / ``models.get_versions`` (see docs/server.md).
 
 Example:
     >>> backend = HttpBackend(
@@ -27,45 +19,32 @@ Example:
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 import re
-import threading
-import time
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
-from modelbook import errors
+from modelbook.backends.api_client import ApiClient
 from modelbook.backends.base import Backend
-from modelbook.errors import (
-    ConfigurationError,
-    InvalidArgumentError,
-    ModelNotFoundError,
-    RegistryError,
-    TaskNotFoundError,
-)
+from modelbook.errors import ConfigurationError, InvalidArgumentError
 from modelbook.records import (
+    GcResult,
     ModelQuery,
     ModelRecord,
     ModelVersionRecord,
     ProjectRecord,
-    TaskModelEntry,
+    PruneResult,
     TaskRecord,
 )
-
-if TYPE_CHECKING:
-    import requests
-
-#: The API version modelbook speaks (the highest the clearml 2.1.12 SDK knows).
-API_VERSION = "2.23"
-#: Renew the token this many seconds before it expires (ClearML's SDK uses the same).
-REFRESH_BEFORE = 360
-#: (connect, read) timeouts of API calls, in seconds.
-TIMEOUT = (10.0, 120.0)
-RETRY_STATUSES = (408, 429, 502, 503, 504)
+from modelbook.storage import StorageDriver, scheme_of
+from modelbook.wire import (
+    configuration_doc,
+    hyperparams_doc,
+    metadata_items,
+    model_record,
+    project_record,
+    task_record,
+    version_record,
+)
 
 #: Fields ``Backend.update_model`` accepts (the store's list, checked before any call).
 MODEL_FIELDS = frozenset(
@@ -85,64 +64,6 @@ _STATUS_ENDPOINTS = {
     "published": "tasks.publish",
     "closed": "tasks.close",
 }
-#: Exceptions a modelbook server names in ``meta.error_data`` that are raised again here.
-_REBUILDABLE = (
-    "InvalidArgumentError", "TagFilterError", "NotFoundError", "TaskNotFoundError",
-    "ProjectNotFoundError", "ModelPublishedError",
-)  # fmt: skip
-
-_session_lock = threading.Lock()
-_sessions: dict[tuple[int, bool], requests.Session] = {}
-
-
-def shared_session(replayable: bool = True) -> requests.Session:
-    """This process's ``requests.Session`` (a forked child makes its own).
-
-    Args:
-        replayable: True for requests whose body urllib3 can send again, which get retries
-            on 408/429/502/503/504 answers; False for streamed uploads, which are retried
-            only when the connection could not be made (nothing was sent yet).
-    """
-    key = (os.getpid(), replayable)
-    with _session_lock:
-        session = _sessions.get(key)
-        if session is None:
-            import requests
-            from requests.adapters import HTTPAdapter
-            from urllib3.util.retry import Retry
-
-            retry = Retry(
-                total=5, connect=5, read=0, other=0, status=5 if replayable else 0,
-                backoff_factor=0.5, backoff_max=10, allowed_methods=None,
-                status_forcelist=RETRY_STATUSES if replayable else (),
-                raise_on_status=False, respect_retry_after_header=True,
-            )  # fmt: skip
-            session = requests.Session()
-            adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=16)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            for stale in [k for k in _sessions if k[0] != key[0]]:
-                del _sessions[stale]  # inherited from the parent over fork; never closed here
-            _sessions[key] = session
-        return session
-
-
-def _token_expiry(token: str) -> float | None:
-    """The ``exp`` claim of a JWT, read without checking the signature (as ClearML does)."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"])
-    except (IndexError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _rebuild(name: str, message: str) -> errors.ModelbookError:
-    """The modelbook exception ``name`` with exactly the server's message."""
-    cls = getattr(errors, name)
-    exc = cls.__new__(cls)
-    Exception.__init__(exc, message)
-    return exc
 
 
 def _check_url(name: str, url: str | None) -> str:
@@ -153,233 +74,9 @@ def _check_url(name: str, url: str | None) -> str:
     return url.rstrip("/")
 
 
-class ApiClient:
-    """Calls ClearML API endpoints: the single place where modelbook makes API requests.
-
-    Args:
-        api_host: the API server's base URL.
-        access_key / secret_key: API credentials.
-        timeout: ``(connect, read)`` seconds.
-        files_host: the files server this client's token is for; the files-server driver
-            finds the client by it once a log-in succeeded.
-    """
-
-    def __init__(
-        self,
-        api_host: str,
-        access_key: str,
-        secret_key: str,
-        timeout: tuple[float, float] = TIMEOUT,
-        files_host: str | None = None,
-    ) -> None:
-        self.api_host, self.timeout, self.files_host = api_host, timeout, files_host
-        self._auth = (access_key, secret_key)
-        self._token: str | None = None
-        self._expires: float | None = None
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:  # never shows the secret
-        return f"ApiClient({self.api_host!r}, access_key={self._auth[0]!r})"
-
-    # -- tokens ---------------------------------------------------------------------------
-    def token(self, renew: bool = False) -> str:
-        """A valid token, logging in when there is none or it expires within 6 minutes."""
-        with self._lock:
-            stale = self._expires is not None and self._expires - time.time() < REFRESH_BEFORE
-            if renew or self._token is None or stale:
-                self._token = self._login()
-                self._expires = _token_expiry(self._token)
-                if self.files_host:
-                    _files_hosts[self.files_host] = self
-            return self._token
-
-    def _login(self) -> str:
-        endpoint = "auth.login"
-        response = self._send("GET", f"{self.api_host}/{endpoint}", endpoint, auth=self._auth)
-        meta, data = self._decode(endpoint, response)
-        if response.status_code != 200 or not isinstance(data.get("token"), str):
-            raise RegistryError(
-                endpoint,
-                f"log-in refused: {meta.get('result_msg') or response.reason}; check the access "
-                "and secret keys (modelbook server create-credentials makes new ones)",
-                response.status_code,
-            )
-        return data["token"]
-
-    # -- calls ----------------------------------------------------------------------------
-    def _send(self, method: str, url: str, endpoint: str, **kwargs: Any) -> requests.Response:
-        import requests
-
-        kwargs.setdefault("timeout", self.timeout)
-        try:
-            return shared_session().request(method, url, **kwargs)
-        except requests.RequestException as exc:
-            raise RegistryError(
-                endpoint, f"cannot reach {self.api_host}: {type(exc).__name__}: {exc}"
-            ) from exc
-
-    @staticmethod
-    def _decode(endpoint: str, response: requests.Response) -> tuple[dict, dict]:
-        try:
-            body = response.json()
-            meta, data = body["meta"], body.get("data")
-        except (ValueError, KeyError, TypeError):
-            text = response.text[:300].strip() or response.reason
-            raise RegistryError(
-                endpoint, f"not a ClearML API answer: {text}", response.status_code
-            ) from None
-        return meta or {}, data if isinstance(data, dict) else {}
-
-    def call(self, endpoint: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Call ``endpoint`` with a JSON body and return the reply's ``data``.
-
-        Raises:
-            ModelNotFoundError / TaskNotFoundError: the call named an unknown id.
-            RegistryError: any other failure, with the server's message.
-        """
-        url = f"{self.api_host}/v{API_VERSION}/{endpoint}"
-        body = body or {}
-        response = None
-        for attempt in range(2):
-            headers = {"Authorization": f"Bearer {self.token(renew=attempt > 0)}"}
-            response = self._send("POST", url, endpoint, json=body, headers=headers)
-            if response.status_code != 401:
-                break
-        assert response is not None
-        meta, data = self._decode(endpoint, response)
-        if meta.get("result_code", response.status_code) == 200 and response.status_code == 200:
-            return data
-        raise self._error(endpoint, response.status_code, meta, body)
-
-    @staticmethod
-    def _error(endpoint: str, status: int, meta: dict, body: dict) -> errors.ModelbookError:
-        code, sub = meta.get("result_code", status), meta.get("result_subcode")
-        message = str(meta.get("result_msg") or f"HTTP {status}")
-        extra = meta.get("error_data") or {}
-        name = extra.get("modelbook_error") if isinstance(extra, dict) else None
-        if name == "ModelNotFoundError" or (code, sub) == (400, 201):
-            return ModelNotFoundError(str(extra.get("model_id") or body.get("model") or ""))
-        if name in _REBUILDABLE:
-            return _rebuild(name, message)
-        if (code, sub) == (400, 101):
-            return TaskNotFoundError(f"with id {body.get('task')!r}")
-        return RegistryError(endpoint, message, status)
-
-
-# -- documents -> records -------------------------------------------------------------------
-def _dt(value: Any) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
-def project_record(doc: dict[str, Any]) -> ProjectRecord:
-    return ProjectRecord(
-        id=doc["id"],
-        name=doc.get("name") or "",
-        created=_dt(doc.get("created")),  # type: ignore[arg-type]
-        default_output_destination=doc.get("default_output_destination"),
-    )
-
-
-def _entries(items: Any) -> list[TaskModelEntry]:
-    return [TaskModelEntry(i["name"], i["model"]) for i in items or [] if isinstance(i, dict)]
-
-
-def task_record(doc: dict[str, Any]) -> TaskRecord:
-    execution = doc.get("execution") or {}
-    general = (doc.get("configuration") or {}).get("General") or {}
-    hyperparams = {
-        section: {name: str((item or {}).get("value") or "") for name, item in params.items()}
-        for section, params in (doc.get("hyperparams") or {}).items()
-    }
-    models = doc.get("models") or {}
-    return TaskRecord(
-        id=doc["id"],
-        name=doc.get("name") or "",
-        project=doc.get("project"),
-        type=doc.get("type") or "training",
-        status=doc.get("status") or "created",
-        comment=doc.get("comment") or "",
-        tags=list(doc.get("tags") or []),
-        system_tags=list(doc.get("system_tags") or []),
-        created=_dt(doc.get("created")),
-        last_update=_dt(doc.get("last_update")),
-        output_destination=(doc.get("output") or {}).get("destination"),
-        hyperparams=hyperparams,
-        labels=dict(execution.get("model_labels") or {}),
-        model_config=str(general.get("value") or ""),
-        last_iteration=int(doc.get("last_iteration") or 0),
-        input_models=_entries(models.get("input")),
-        output_models=_entries(models.get("output")),
-    )
-
-
-def model_record(doc: dict[str, Any]) -> ModelRecord:
-    design = doc.get("design")
-    if isinstance(design, dict):
-        design = design.get("design", json.dumps(design) if design else "")
-    iteration = doc.get("iteration", doc.get("last_iteration"))
-    return ModelRecord(
-        id=doc["id"],
-        name=doc.get("name") or "",
-        project=doc.get("project"),
-        task=doc.get("task"),
-        comment=doc.get("comment") or "",
-        tags=list(doc.get("tags") or []),
-        system_tags=list(doc.get("system_tags") or []),
-        framework=doc.get("framework"),
-        design=str(design or ""),
-        labels=dict(doc.get("labels") or {}),
-        uri=doc.get("uri"),
-        ready=bool(doc.get("ready")),
-        created=_dt(doc.get("created")),
-        last_update=_dt(doc.get("last_update")),
-        iteration=iteration,
-        parent=doc.get("parent"),
-        metadata={k: dict(v) for k, v in (doc.get("metadata") or {}).items()},
-        sha256=doc.get("sha256"),
-        size=doc.get("size"),
-        version=int(doc.get("version") or 0),
-    )
-
-
-def version_record(doc: dict[str, Any]) -> ModelVersionRecord:
-    return ModelVersionRecord(
-        model=doc["model"],
-        version=int(doc["version"]),
-        uri=doc["uri"],
-        sha256=doc.get("sha256"),
-        size=doc.get("size"),
-        iteration=doc.get("iteration"),
-        created=_dt(doc.get("created")),  # type: ignore[arg-type]
-        comment=doc.get("comment") or "",
-        metadata={k: dict(v) for k, v in (doc.get("metadata") or {}).items()},
-    )
-
-
 def _exact(name: str) -> str:
     """ClearML's exact-name filter: an anchored, escaped regular expression."""
     return f"^{re.escape(name)}$"
-
-
-def _metadata_items(items: dict[str, Any]) -> list[dict[str, str]]:
-    result = []
-    for key, item in items.items():
-        value, type_ = item if isinstance(item, tuple) else (item["value"], item["type"])
-        result.append({"key": str(key), "value": str(value), "type": str(type_)})
-    return result
-
-
-# -- the backend ----------------------------------------------------------------------------
-#: files host -> client, for the files-server storage driver's authentication.
-_files_hosts: dict[str, ApiClient] = {}
-
-
-def client_for_files_url(url: str) -> ApiClient | None:
-    """The API client whose files host serves ``url`` (longest prefix), or None."""
-    matches = [h for h in _files_hosts if url == h or url.startswith(h + "/")]
-    return _files_hosts[max(matches, key=len)] if matches else None
 
 
 class HttpBackend(Backend):
@@ -418,10 +115,7 @@ class HttpBackend(Backend):
                 "MODELBOOK_API_SECRET_KEY, or CLEARML_API_ACCESS_KEY / CLEARML_API_SECRET_KEY); "
                 "`modelbook server create-credentials` makes a pair"
             )
-        self.client = ApiClient(self.api_host, access_key, secret_key, files_host=self.files_host)
-        current = _files_hosts.get(self.files_host)
-        if current is None or current._token is None:
-            _files_hosts[self.files_host] = self.client
+        self.client = ApiClient(self.api_host, access_key, secret_key)
 
     def __repr__(self) -> str:
         return f"HttpBackend(api_host={self.api_host!r}, files_host={self.files_host!r})"
@@ -497,14 +191,13 @@ class HttpBackend(Backend):
         if "labels" in fields:
             body["execution"] = {"model_labels": dict(fields["labels"] or {})}
         if "model_config" in fields:
-            body["configuration"] = {
-                "General": {"name": "General", "value": fields["model_config"]}
-            }
+            body["configuration"] = configuration_doc(fields["model_config"], schema_fields=False)
         if fields.get("hyperparams"):
-            body["hyperparams"] = {
-                section: {k: {"section": section, "name": k, "value": str(v)} for k, v in p.items()}
+            values = {
+                section: {k: str(v) for k, v in p.items()}
                 for section, p in fields["hyperparams"].items()
             }
+            body["hyperparams"] = hyperparams_doc(values, schema_fields=False)
         if fields.get("last_iteration") is not None:
             body["last_iteration"] = int(fields["last_iteration"])
         data: dict[str, Any] = {}
@@ -533,7 +226,7 @@ class HttpBackend(Backend):
         if "design" in body:
             body["design"] = {"design": body["design"] or ""}
         if "metadata" in body:
-            body["metadata"] = _metadata_items(body["metadata"] or {})
+            body["metadata"] = metadata_items(body["metadata"] or {})
         return body
 
     def create_model(self, **fields: Any) -> ModelRecord:
@@ -569,11 +262,13 @@ class HttpBackend(Backend):
         framework: str | None = None,
         is_package: bool = False,
         metadata: dict[str, tuple[str, str]] | None = None,
+        owned: bool = True,
     ) -> ModelRecord:
         body = {
             "model": model_id, "uri": uri, "sha256": sha256, "size": size,
             "iteration": iteration, "comment": comment, "framework": framework,
-            "is_package": is_package, "metadata": _metadata_items(metadata) if metadata else None,
+            "is_package": is_package, "metadata": metadata_items(metadata) if metadata else None,
+            "owned": owned,
         }  # fmt: skip
         data = self._call("models.add_version", {k: v for k, v in body.items() if v is not None})
         return model_record(data["model"])
@@ -619,15 +314,38 @@ class HttpBackend(Backend):
             body.pop(key, None)
         return int(self._call("models.count", body)["count"])
 
-    def delete_model(self, model_id: str) -> None:
-        self._call("models.delete", {"model": model_id, "force": True})
+    def delete_model(self, model_id: str, delete_objects: bool = True) -> list[str]:
+        body = {"model": model_id, "force": True, "delete_external_artifacts": delete_objects}
+        return list(self._call("models.delete", body).get("doomed") or [])
+
+    # -- ownership of stored objects (the server applies modelbook.store.objects) ---------
+    def prune_versions(self, model_id: str, keep_last: int, dry_run: bool = False) -> PruneResult:
+        body = {"model": model_id, "keep_last": keep_last, "dry_run": dry_run}
+        data = self._call("models.prune_versions", body)
+        return PruneResult(
+            pruned=[int(v) for v in data.get("pruned") or []],
+            doomed=list(data.get("doomed") or []),
+            kept={int(k): str(v) for k, v in (data.get("kept") or {}).items()},
+        )
+
+    def begin_object_write(self, uri: str, sha256: str | None, size: int | None) -> None:
+        self._call("storage.begin_write", {"uri": uri, "sha256": sha256, "size": size})
+
+    def collect_garbage(self, pending_grace: float = 86400.0, dry_run: bool = False) -> GcResult:
+        data = self._call("storage.gc", {"pending_grace": pending_grace, "dry_run": dry_run})
+        return GcResult(doomed=list(data.get("doomed") or []),
+                        partials=list(data.get("partials") or []))  # fmt: skip
+
+    def forget_objects(self, uris: list[str]) -> None:
+        if uris:
+            self._call("storage.forget", {"uris": list(uris)})
 
     def set_model_metadata(
         self, model_id: str, items: dict[str, tuple[str, str]], replace: bool = False
     ) -> ModelRecord:
         body = {
             "model": model_id,
-            "metadata": _metadata_items(items),
+            "metadata": metadata_items(items),
             "replace_metadata": bool(replace),
         }
         data = self._call("models.add_or_update_metadata", body)
@@ -637,117 +355,13 @@ class HttpBackend(Backend):
     def default_destination(self) -> str:
         return self.files_host
 
-    def close(self) -> None:
-        if _files_hosts.get(self.files_host) is self.client:
-            del _files_hosts[self.files_host]
+    def driver_for(self, uri: str) -> StorageDriver:
+        """The files server's driver with this backend's token for URIs under its files
+        host; anonymous reads for other http(s) URIs; the usual drivers otherwise."""
+        if scheme_of(uri) not in ("http", "https"):
+            return super().driver_for(uri)
+        from modelbook.storage.http import HttpFilesDriver
 
-
-# -- clearml.conf ---------------------------------------------------------------------------
-_CONF_KEYS = {
-    "api.api_server": "api_host",
-    "api.files_server": "files_host",
-    "api.credentials.access_key": "access_key",
-    "api.credentials.secret_key": "secret_key",
-}
-
-
-class _ConfReader:
-    """A small reader for the HOCON that ``clearml-init`` writes."""
-
-    _BARE_END = re.compile(r"\n|,|}|]|\s#|\s//")
-
-    def __init__(self, text: str) -> None:
-        self.text, self.pos, self.found = text, 0, {}  # type: ignore[var-annotated]
-
-    def _peek(self) -> str:
-        return self.text[self.pos] if self.pos < len(self.text) else ""
-
-    def _skip(self, newlines: bool) -> None:
-        while self.pos < len(self.text):
-            char = self._peek()
-            if char in " \t\r" or (newlines and char in "\n,"):
-                self.pos += 1
-            elif char == "#" or self.text.startswith("//", self.pos):
-                end = self.text.find("\n", self.pos)
-                self.pos = len(self.text) if end < 0 else end
-            else:
-                return
-
-    def _string(self) -> str:
-        match = re.compile(r'"(?:[^"\\]|\\.)*"').match(self.text, self.pos)
-        if not match:
-            self.pos = len(self.text)
-            return ""
-        self.pos = match.end()
-        return json.loads(match.group())
-
-    def _skip_array(self) -> None:
-        depth = 0
-        while self.pos < len(self.text):
-            char = self._peek()
-            if char == '"':
-                self._string()
-                continue
-            depth += {"[": 1, "]": -1}.get(char, 0)
-            self.pos += 1
-            if depth == 0:
-                return
-
-    def read_object(self, prefix: str) -> None:
-        while True:
-            self._skip(newlines=True)
-            char = self._peek()
-            if not char or char == "}":
-                self.pos += 1
-                return
-            if char == '"':
-                key = self._string()
-            else:
-                match = re.compile(r"[A-Za-z0-9_.\-]+").match(self.text, self.pos)
-                if not match:
-                    self.pos += 1
-                    continue
-                key, self.pos = match.group(), match.end()
-            self._skip(newlines=False)
-            if self._peek() in (":", "="):
-                self.pos += 1
-                self._skip(newlines=False)
-            char = self._peek()
-            if char == "{":
-                self.pos += 1
-                self.read_object(f"{prefix}{key}.")
-            elif char == "[":
-                self._skip_array()
-            elif char == '"':
-                self.found[prefix + key] = self._string()
-            else:
-                end = self._BARE_END.search(self.text, self.pos)
-                stop = end.start() if end else len(self.text)
-                self.found[prefix + key] = self.text[self.pos : stop].strip()
-                self.pos = stop
-
-
-def read_clearml_conf(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Read the connection settings of a ``clearml.conf`` (HOCON).
-
-    Understands what ``clearml-init`` writes: nested ``api { ... }`` blocks, dotted keys,
-    ``:`` or ``=``, quoted or bare values (bare URLs included), ``#`` and ``//`` comments.
-    Arrays and other sections are skipped.
-
-    Returns:
-        Any of ``api_host``, ``files_host``, ``access_key``, ``secret_key`` found.
-
-    Example:
-        >>> import tempfile
-        >>> conf = Path(tempfile.mkdtemp()) / "clearml.conf"
-        >>> _ = conf.write_text('api { api_server: http://h:8008  # the API\\n'
-        ...     ' credentials { "access_key" = "AK", secret_key: "SK" } }')
-        >>> sorted(read_clearml_conf(conf).items())
-        [('access_key', 'AK'), ('api_host', 'http://h:8008'), ('secret_key', 'SK')]
-    """
-    reader = _ConfReader(Path(path).read_text(encoding="utf-8", errors="replace"))
-    while reader.pos < len(reader.text):
-        reader.read_object("")
-    return {
-        name: str(reader.found[key]) for key, name in _CONF_KEYS.items() if reader.found.get(key)
-    }
+        if uri == self.files_host or uri.startswith(self.files_host + "/"):
+            return HttpFilesDriver(self.files_host, self.client)
+        return HttpFilesDriver(None, None)

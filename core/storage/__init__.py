@@ -17,7 +17,8 @@ def scheme_of(uri: str) -> str:
 
 
 def driver_for(uri: str) -> StorageDriver:
-    """Return the storage driver that handles ``uri``.
+    """Return the storage driver that handles ``uri``, without registry credentials (use
+    ``Backend.driver_for`` to reach a registry's own files server).
 
     Raises:
         StorageError: no driver handles the URI's scheme.
@@ -30,7 +31,7 @@ def driver_for(uri: str) -> StorageDriver:
     if scheme in ("http", "https"):
         from modelbook.storage.http import HttpFilesDriver
 
-        return HttpFilesDriver.for_uri(uri)
+        return HttpFilesDriver(None, None)  # anonymous; a backend injects its credentials
     if scheme == "s3":
         from modelbook.storage.s3 import S3Driver
 

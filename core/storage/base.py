@@ -32,12 +32,15 @@ class StorageDriver(ABC):
     schemes: tuple[str, ...] = ()
 
     @abstractmethod
-    def put(self, src: Path, uri: str, sha256: str | None = None) -> StoredObject:
+    def put(
+        self, src: Path, uri: str, sha256: str | None = None, move: bool = False
+    ) -> StoredObject:
         """Store the local file ``src`` at ``uri``.
 
         ``sha256`` is the digest of ``src`` when the caller knows it already (the upload
         queue does); a driver may then skip its own hashing pass, but must still make sure
-        the stored object has that digest.
+        the stored object has that digest. With ``move`` the caller gives ``src`` up: a
+        driver may rename it into place instead of copying it (local folders do).
         """
 
     @abstractmethod
@@ -46,7 +49,11 @@ class StorageDriver(ABC):
 
     @abstractmethod
     def delete(self, uri: str) -> bool:
-        """Delete ``uri``; return False if it did not exist."""
+        """Delete the object (one file) at ``uri``; return False if it did not exist.
+
+        Only :mod:`modelbook.retention` calls this, for objects the registry wrote and
+        nothing references any more.
+        """
 
     @abstractmethod
     def exists(self, uri: str) -> bool:
@@ -58,7 +65,7 @@ class StorageDriver(ABC):
 
 
 @contextmanager
-def progress(total: int | None, label: str) -> Iterator[Callable[[int], None]]:
+def progress(total: int | None, label: str) -> Iterator[Callable[[int], object]]:
     """A progress bar for one transfer: shown on a terminal once it has run 2 s, never
     when stderr is not a terminal (CI logs, notebooks' captured output), never without tqdm.
 

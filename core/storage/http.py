@@ -10,7 +10,8 @@
 * ``delete``: ``DELETE``; ``exists``: ``HEAD``.
 
 The Bearer token of the HTTP backend goes only to URLs under its files host (as ClearML
-does); other http(s) URLs are read anonymously.
+does); other http(s) URLs are read anonymously. The backend injects its client: get a driver
+with ``backend.driver_for(uri)``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from modelbook.storage.base import CHUNK, StorageDriver, StoredObject, sha256_fi
 if TYPE_CHECKING:
     import requests
 
-    from modelbook.backends.http import ApiClient
+    from modelbook.backends.api_client import ApiClient
 
 SHA256_HEADER = "X-Modelbook-Sha256"
 UPLOAD_ATTEMPTS = 3
@@ -100,17 +101,6 @@ class HttpFilesDriver(StorageDriver):
         self.files_host = files_host.rstrip("/") if files_host else None
         self.client = client
 
-    @classmethod
-    def for_uri(cls, uri: str) -> HttpFilesDriver:
-        """The driver for ``uri``: authenticated when an HTTP backend's files host serves it."""
-        from modelbook.backends.http import _files_hosts
-
-        matches = [h for h in _files_hosts if uri == h or uri.startswith(h + "/")]
-        if not matches:
-            return cls(None, None)
-        host = max(matches, key=len)
-        return cls(host, _files_hosts[host])
-
     def _under_host(self, uri: str) -> bool:
         host = self.files_host
         return bool(host) and (uri == host or uri.startswith(host + "/"))  # type: ignore[operator]
@@ -150,7 +140,7 @@ class HttpFilesDriver(StorageDriver):
         """
         import requests
 
-        from modelbook.backends.http import shared_session
+        from modelbook.backends.api_client import shared_session
 
         session = shared_session(replayable=body is None)
         response = None
@@ -183,7 +173,9 @@ class HttpFilesDriver(StorageDriver):
         except (ValueError, AttributeError):
             return response.text[:300] or response.reason
 
-    def put(self, src: Path, uri: str, sha256: str | None = None) -> StoredObject:
+    def put(
+        self, src: Path, uri: str, sha256: str | None = None, move: bool = False
+    ) -> StoredObject:
         src = Path(src)
         relative = self.relative_path(uri)
         if self.client is None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -52,14 +54,48 @@ def copy_hashed(src: Path, dest: Path) -> StoredObject:
     return StoredObject(uri=to_uri(dest), sha256=digest.hexdigest(), size=size)
 
 
+def sweep_partials(root: Path, older_than: float, dry_run: bool = False) -> list[Path]:
+    """The temporary files :func:`copy_hashed` left under ``root`` (a process died
+    mid-copy) not modified for ``older_than`` seconds; removed unless ``dry_run``."""
+    cutoff = time.time() - older_than
+    found = []
+    for path in Path(root).rglob(".*.partial"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                found.append(path)
+                if not dry_run:
+                    path.unlink()
+    return found
+
+
+def _move_synced(src: Path, dest: Path) -> bool:
+    """Flush ``src`` to disk and rename it onto ``dest``; False when they are on different
+    file systems (the caller copies instead)."""
+    with open(src, "rb") as fh:
+        os.fsync(fh.fileno())
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(src, dest)
+    except OSError as exc:
+        if exc.errno == errno.EXDEV:
+            return False
+        raise
+    return True
+
+
 class LocalDriver(StorageDriver):
     """Files on this machine (or a mounted share), addressed by path or ``file://``."""
 
     schemes = ("file", "")
 
-    def put(self, src: Path, uri: str, sha256: str | None = None) -> StoredObject:
+    def put(
+        self, src: Path, uri: str, sha256: str | None = None, move: bool = False
+    ) -> StoredObject:
+        dest = to_path(uri)
         try:
-            return copy_hashed(Path(src), to_path(uri))
+            if move and sha256 is not None and _move_synced(Path(src), dest):
+                return StoredObject(uri=to_uri(dest), sha256=sha256, size=dest.stat().st_size)
+            return copy_hashed(Path(src), dest)
         except OSError as exc:
             raise StorageError(f"could not store {str(src)!r} at {uri!r}: {exc}") from exc
 
@@ -72,12 +108,15 @@ class LocalDriver(StorageDriver):
     def delete(self, uri: str) -> bool:
         path = to_path(uri)
         if path.is_dir():
-            shutil.rmtree(path)
-            return True
+            raise StorageError(f"refusing to delete {uri!r}: it is a folder, not a stored object")
         try:
             path.unlink()
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise StorageError(f"could not delete {uri!r}: {exc}", transient=True) from exc
+        with contextlib.suppress(OSError):  # the digest folder the object had to itself
+            path.parent.rmdir()
         return True
 
     def exists(self, uri: str) -> bool:

@@ -222,7 +222,7 @@ class _VerifyingReader:
 class _Progress:
     """An s3transfer subscriber passing the bytes moved to a progress callback."""
 
-    def __init__(self, step: Callable[[int], None]) -> None:
+    def __init__(self, step: Callable[[int], object]) -> None:
         self._step = step
 
     def on_queued(self, future: Any, **kwargs: Any) -> None:
@@ -302,7 +302,9 @@ class S3Driver(StorageDriver):
 
     # -- the verbs --------------------------------------------------------------------------
 
-    def put(self, src: Path, uri: str, sha256: str | None = None) -> StoredObject:
+    def put(
+        self, src: Path, uri: str, sha256: str | None = None, move: bool = False
+    ) -> StoredObject:
         location, src = self._locate(uri), Path(src)
         try:  # a known digest saves a pass: the reader below still checks every byte
             sha256, size = (sha256, src.stat().st_size) if sha256 else sha256_file(src)

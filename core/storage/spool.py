@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +29,20 @@ from modelbook.storage.base import CHUNK, sha256_file
 
 @dataclass
 class Job:
-    """One pending registration of weights for one model."""
+    """One pending registration of weights for one model.
+
+    Attributes:
+        destination: :meth:`~modelbook.storage.placement.Destination.to_json` of where the
+            weights go (the storage layer names the object from it and the sha256).
+        create: what the worker needs to create the model, if it does not exist yet.
+    """
 
     id: str
     model_key: str
     registry: str
     model_id: str | None = None
     create: dict[str, Any] | None = None
-    target_uri: str | None = None
-    layout: str = "clearml"
+    destination: dict[str, Any] | None = None
     filename: str = ""
     register_uri: str | None = None
     sha256: str | None = None
@@ -55,6 +60,20 @@ class Job:
     def new_id() -> str:
         """Ids sort by creation time, so jobs run in the order they were queued."""
         return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Job:
+        """A job as written by this or an earlier modelbook (unknown keys are ignored)."""
+        data = dict(data)
+        target, layout = data.pop("target_uri", None), data.pop("layout", None)
+        if data.get("destination") is None and target:  # written by modelbook 0.1.0
+            if layout == "content":
+                data["destination"] = {"root": target, "layout": "content"}
+            else:  # <root>/<project>/<task>.<id>/models/<file>: the same prefix, now + sha
+                prefix = target.rsplit("/models/", 1)[0]
+                data["destination"] = {"root": prefix, "layout": "clearml", "folder": "models"}
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 class Spool:
@@ -152,7 +171,7 @@ class Spool:
             return []
         for folder in folders:
             try:
-                jobs.append(Job(**json.loads((folder / "job.json").read_text())))
+                jobs.append(Job.from_json(json.loads((folder / "job.json").read_text())))
             except (OSError, ValueError, TypeError):
                 continue  # being removed by another process, or not ours
         return jobs

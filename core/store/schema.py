@@ -8,6 +8,7 @@ seen yet, inside one transaction, and records the version reached.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
@@ -115,7 +116,27 @@ model_versions = sa.Table(
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("comment", sa.Text, nullable=False, default=""),
     sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("pruned", sa.Boolean, nullable=False, default=False),
+    sa.Index("ix_model_versions_uri", "uri"),
 )
+
+#: Every stored object the registry knows of: what it holds, whether the registry wrote it
+#: (``owned``: only those are ever deleted) and where it is in its life (:data:`OBJECT_STATES`).
+objects = sa.Table(
+    "objects",
+    metadata,
+    sa.Column("uri", sa.String(4096), primary_key=True),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("size", sa.BigInteger),
+    sa.Column("owned", sa.Boolean, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_objects_state_updated", "state", "updated"),
+)
+#: ``pending``: being written, not referenced yet; ``live``: stored completely (referenced, or
+#: kept until gc finds it unreferenced); ``doomed``: unreferenced, its bytes are being deleted.
+OBJECT_STATES = ("pending", "live", "doomed")
 
 #: Key-value settings of one store (e.g. the server's signing key); never secrets in clear.
 settings = sa.Table(
@@ -133,11 +154,43 @@ schema_version = sa.Table(
 
 
 def _v1_initial(conn: sa.Connection) -> None:
+    """A new database: every table as this version defines it (later migrations see that
+    and skip what is already there)."""
     metadata.create_all(conn)
 
 
+def _v2_ownership(conn: sa.Connection) -> None:
+    """Object ownership: the ``objects`` table, pruned versions, versions found by URI.
+
+    Every object already referenced is recorded as *not* owned: nothing written before
+    ownership was tracked is ever deleted by modelbook.
+    """
+    if sa.inspect(conn).has_table("objects"):
+        return  # created by _v1_initial on a new database
+    conn.execute(
+        sa.text("ALTER TABLE model_versions ADD COLUMN pruned BOOLEAN NOT NULL DEFAULT FALSE")
+    )
+    sa.Index("ix_model_versions_uri", model_versions.c.uri).create(conn)
+    objects.create(conn)
+    known = sa.union(
+        sa.select(model_versions.c.uri, model_versions.c.sha256, model_versions.c.size),
+        sa.select(models.c.uri, models.c.sha256, models.c.size).where(models.c.uri.isnot(None)),
+    ).subquery()
+    rows = conn.execute(
+        sa.select(known.c.uri, sa.func.max(known.c.sha256), sa.func.max(known.c.size))
+        .group_by(known.c.uri)
+    ).all()
+    stamp = datetime.now(timezone.utc)
+    if rows:
+        conn.execute(sa.insert(objects), [
+            {"uri": uri, "sha256": sha, "size": size, "owned": False, "state": "live",
+             "created": stamp, "updated": stamp}
+            for uri, sha, size in rows
+        ])  # fmt: skip
+
+
 #: The migrations, in order; index + 1 is the version each one brings the schema to.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1_initial]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1_initial, _v2_ownership]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

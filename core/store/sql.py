@@ -9,16 +9,19 @@ store never lose each other's updates.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
 
 from modelbook.backends.base import Backend
-from modelbook.errors import InvalidArgumentError, ModelNotFoundError, TaskNotFoundError
+from modelbook.errors import (
+    InvalidArgumentError,
+    ModelNotFoundError,
+    ModelPublishedError,
+    TaskNotFoundError,
+)
 from modelbook.records import (
     ModelQuery,
     ModelRecord,
@@ -27,8 +30,11 @@ from modelbook.records import (
     TaskModelEntry,
     TaskRecord,
 )
+from modelbook.store import objects
 from modelbook.store import schema as s
-from modelbook.store.tagfilter import TagFilter, parse_tag_filter
+from modelbook.store.engine import make_engine, new_id, now, utc
+from modelbook.store.objects import ObjectVerbs
+from modelbook.store.query import order, where
 
 _MODEL_FIELDS = {
     "name",
@@ -59,45 +65,11 @@ _TASK_FIELDS = {
     "labels",
     "model_config",
 }
-_ORDERABLE = {"created", "last_update", "name", "iteration", "framework", "ready", "id"}
+#: What a published model refuses to change: its weights, design and labels.
+_FROZEN_WHEN_PUBLISHED = frozenset({"uri", "sha256", "size", "design", "labels"})
 
 
-def now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
-
-
-def _engine(url: str) -> sa.Engine:
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True, future=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
-        cursor = dbapi_conn.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=60000"):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: sa.Connection) -> None:
-        write = conn.get_execution_options().get("modelbook_write")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    return engine
-
-
-class SqlStore(Backend):
+class SqlStore(ObjectVerbs, Backend):
     """Projects, tasks and models in a SQL database.
 
     Args:
@@ -115,7 +87,7 @@ class SqlStore(Backend):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = _engine(url)
+        self.engine = make_engine(url)
         self._created_since_check = 0
         with self._write() as conn:
             s.migrate(conn)
@@ -159,7 +131,7 @@ class SqlStore(Backend):
         return ProjectRecord(
             id=row.id,
             name=row.name,
-            created=_utc(row.created),
+            created=utc(row.created),
             default_output_destination=row.default_output_destination,
         )
 
@@ -207,8 +179,8 @@ class SqlStore(Backend):
             comment=row.comment,
             tags=list(row.tags),
             system_tags=list(row.system_tags),
-            created=_utc(row.created),
-            last_update=_utc(row.last_update),
+            created=utc(row.created),
+            last_update=utc(row.last_update),
             output_destination=row.output_destination,
             hyperparams=dict(row.hyperparams),
             labels=dict(row.labels),
@@ -351,8 +323,8 @@ class SqlStore(Backend):
                 labels=dict(r.labels),
                 uri=r.uri,
                 ready=bool(r.ready),
-                created=_utc(r.created),
-                last_update=_utc(r.last_update),
+                created=utc(r.created),
+                last_update=utc(r.last_update),
                 iteration=r.iteration,
                 parent=r.parent,
                 metadata=meta[r.seq],
@@ -407,7 +379,8 @@ class SqlStore(Backend):
         if not values.get("name"):
             values["name"] = f"Anonymous model {stamp:%Y-%m-%d %H:%M:%S}"
         with self._write() as conn:
-            seq = conn.execute(sa.insert(s.models).values(**values)).inserted_primary_key[0]
+            inserted = conn.execute(sa.insert(s.models).values(**values)).inserted_primary_key
+            seq = inserted[0] if inserted is not None else self._model_row(conn, model_id).seq
             self._write_tags(conn, seq, "u", tags)
             self._write_tags(conn, seq, "s", system_tags)
             if metadata:
@@ -433,6 +406,12 @@ class SqlStore(Backend):
             )
         with self._write() as conn:
             row = self._model_row(conn, model_id, lock=True)
+            frozen = sorted(_FROZEN_WHEN_PUBLISHED & set(fields))
+            if row.ready and frozen:
+                raise ModelPublishedError(model_id, row.name, f"change {', '.join(frozen)}")
+            if fields.get("uri") and fields["uri"] != row.uri:
+                objects.reference(conn, fields["uri"], fields.get("sha256"), fields.get("size"),
+                                  owned=False)  # fmt: skip
             values = dict(fields, last_update=now())
             if "tags" in fields:
                 values["tags"] = self._check_tags("tags", fields["tags"])
@@ -458,9 +437,13 @@ class SqlStore(Backend):
         framework: str | None = None,
         is_package: bool = False,
         metadata: dict[str, tuple[str, str]] | None = None,
+        owned: bool = True,
     ) -> ModelRecord:
         with self._write() as conn:
             row = self._model_row(conn, model_id, lock=True)
+            if row.ready:
+                raise ModelPublishedError(model_id, row.name, "update the weights")
+            objects.reference(conn, uri, sha256, size, owned)
             if metadata:
                 self._write_metadata(conn, row.seq, metadata, replace=False)
             version, stamp = row.version + 1, now()
@@ -505,34 +488,35 @@ class SqlStore(Backend):
             return self._models(conn, [self._model_row(conn, model_id)])[0]
 
     def list_model_versions(self, model_id: str) -> list[ModelVersionRecord]:
-        mv = s.model_versions
         with self._read() as conn:
-            row = self._model_row(conn, model_id)
-            rows = conn.execute(
-                sa.select(mv).where(mv.c.model_seq == row.seq).order_by(mv.c.version)
-            ).all()
+            return self._versions(conn, self._model_row(conn, model_id))
+
+    @staticmethod
+    def _versions(conn: sa.Connection, row: Any) -> list[ModelVersionRecord]:
+        mv = s.model_versions
+        rows = conn.execute(
+            sa.select(mv).where(mv.c.model_seq == row.seq).order_by(mv.c.version)
+        ).all()
         return [
             ModelVersionRecord(
-                model=model_id,
-                version=v.version,
-                uri=v.uri,
-                sha256=v.sha256,
-                size=v.size,
-                iteration=v.iteration,
-                created=_utc(v.created),
-                comment=v.comment,
-                metadata=dict(v.metadata),
+                model=row.id, version=v.version, uri=v.uri, sha256=v.sha256, size=v.size,
+                iteration=v.iteration, created=utc(v.created), comment=v.comment,
+                metadata=dict(v.metadata), pruned=bool(v.pruned),
             )
             for v in rows
-        ]
+        ]  # fmt: skip
 
-    def delete_model(self, model_id: str) -> None:
+    def delete_model(self, model_id: str, delete_objects: bool = True) -> list[str]:
+        mv = s.model_versions
         with self._write() as conn:
             row = self._model_row(conn, model_id, lock=True)
+            found = conn.execute(sa.select(mv.c.uri).where(mv.c.model_seq == row.seq))
+            uris = [row.uri, *found.scalars()]
             for table in (s.model_tags, s.model_metadata, s.model_versions):
                 conn.execute(sa.delete(table).where(table.c.model_seq == row.seq))
             conn.execute(sa.delete(s.task_models).where(s.task_models.c.model == model_id))
             conn.execute(sa.delete(s.models).where(s.models.c.seq == row.seq))
+            return objects.doom_unreferenced(conn, uris, disown=not delete_objects)
 
     @staticmethod
     def _write_metadata(
@@ -574,84 +558,9 @@ class SqlStore(Backend):
             )
             return self._models(conn, [self._model_row(conn, model_id)])[0]
 
-    # -- queries --------------------------------------------------------------------------
-    @staticmethod
-    def _tag_condition(f: TagFilter, kind: str) -> sa.ColumnElement[bool]:
-        mt, m = s.model_tags, s.models
-
-        def has(tags: list[str]) -> sa.ColumnElement[bool]:
-            return sa.exists().where(
-                mt.c.model_seq == m.c.seq, mt.c.kind == kind, mt.c.tag.in_(tags)
-            )
-
-        def tagged(tags: list[str]) -> sa.ColumnElement[bool]:
-            # "seq IN (models with one of these tags)": the tag index can drive the search,
-            # so a rare tag is found without walking every model of the project.
-            return m.c.seq.in_(
-                sa.select(mt.c.model_seq).where(mt.c.kind == kind, mt.c.tag.in_(tags))
-            )
-
-        parts: list[sa.ColumnElement[bool]] = []
-        if f.any_of:
-            parts.append(tagged(f.any_of))
-        if f.all_of:
-            parts.append(sa.and_(*(tagged([t]) for t in f.all_of)))
-        if f.none_of:
-            parts.append(~has(f.none_of))
-        if not parts:
-            return sa.true()
-        cond = sa.and_(*parts) if f.global_and else sa.or_(*parts)
-        if f.allow_untagged:
-            untagged = ~sa.exists().where(mt.c.model_seq == m.c.seq, mt.c.kind == kind)
-            cond = sa.or_(cond, untagged)
-        return cond
-
-    def _where(self, q: ModelQuery) -> list[sa.ColumnElement[bool]]:
-        m, md = s.models.c, s.model_metadata
-        conds: list[sa.ColumnElement[bool]] = []
-        if q.projects is not None:
-            conds.append(m.project.in_(q.projects))
-        if q.name is not None:
-            conds.append(m.name == q.name)
-        if q.name_pattern:
-            conds.append(m.name.regexp_match(q.name_pattern))
-        if q.ready is not None:
-            conds.append(m.ready == q.ready)
-        if q.uri is not None:
-            conds.append(m.uri.in_(q.uri))
-        if q.task is not None:
-            conds.append(m.task == q.task)
-        if q.ids is not None:
-            conds.append(m.id.in_(q.ids))
-        for key, value in (q.metadata or {}).items():
-            conds.append(
-                sa.exists().where(
-                    md.c.model_seq == m.seq, md.c.key == key, md.c.value == str(value)
-                )
-            )
-        for kind, terms in (("u", q.tags), ("s", q.system_tags)):
-            if terms:
-                conds.append(self._tag_condition(parse_tag_filter(terms), kind))
-        return conds
-
-    def _order(self, order_by: Sequence[str]) -> list[Any]:
-        m = s.models.c
-        clauses: list[Any] = []
-        for item in order_by or ["-created"]:
-            desc = item.startswith("-")
-            name = item.lstrip("-")
-            if name not in _ORDERABLE:
-                raise InvalidArgumentError(
-                    f"cannot order models by {name!r}; accepted: {sorted(_ORDERABLE)} "
-                    "(prefix '-' for descending)"
-                )
-            column = m.seq if name == "created" else getattr(m, name)
-            clauses.append(column.desc() if desc else column.asc())
-        clauses.append(m.seq.desc())
-        return clauses
-
+    # -- queries (compiled by modelbook.store.query) -------------------------------------
     def query_models(self, query: ModelQuery) -> list[ModelRecord]:
-        stmt = sa.select(s.models).where(*self._where(query)).order_by(*self._order(query.order_by))
+        stmt = sa.select(s.models).where(*where(query)).order_by(*order(query.order_by))
         if query.offset:
             stmt = stmt.offset(query.offset)
         if query.limit is not None:
@@ -660,7 +569,7 @@ class SqlStore(Backend):
             return self._models(conn, conn.execute(stmt).all())
 
     def count_models(self, query: ModelQuery) -> int:
-        stmt = sa.select(sa.func.count()).select_from(s.models).where(*self._where(query))
+        stmt = sa.select(sa.func.count()).select_from(s.models).where(*where(query))
         with self._read() as conn:
             return conn.execute(stmt).scalar() or 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelbook.server.services import misc, models, projects, tasks
+from modelbook.server.services import misc, models, projects, storage, tasks
 from modelbook.server.services.call import Call, Handler
 
 ENDPOINTS: dict[str, Handler] = {
@@ -10,6 +10,7 @@ ENDPOINTS: dict[str, Handler] = {
     **tasks.ENDPOINTS,
     **models.ENDPOINTS,
     **misc.ENDPOINTS,
+    **storage.ENDPOINTS,
 }
 
 __all__ = ["ENDPOINTS", "Call", "Handler"]

@@ -12,6 +12,11 @@ modelbook's own endpoints (documented in docs/server.md):
   record a version, in one transaction.
 * ``models.get_versions`` ``{model}`` → ``{"versions": [...]}``, oldest first.
 * ``models.count``: ``models.get_all``'s filters → ``{"count": n}``.
+* ``models.prune_versions`` ``{model, keep_last, dry_run}`` → ``{pruned, doomed, kept}``.
+
+``models.add_version`` records the object as the registry's (``owned``, default true: the
+client wrote it for the registry) and ``models.delete`` deletes what only that model
+referenced (see :mod:`modelbook.server.ownership`).
 
 Replies of ``models.create`` / ``edit`` / ``update`` / ``add_or_update_metadata`` also carry
 the whole new document as ``model``, which saves modelbook's client a ``get_by_id``.
@@ -39,7 +44,8 @@ from modelbook.server.services.names import name_matcher
 from modelbook.server.services.projects import get_project
 from modelbook.server.services.tasks import labels_field
 from modelbook.server.stored import StoredFile
-from modelbook.server.wire import model_doc, project_fields, version_doc
+from modelbook.server.wire import project_fields
+from modelbook.wire import model_doc, version_doc
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _UNSUPPORTED_FILTERS = ("framework", "user", "last_update", "search_text", "_all_", "_any_")
@@ -100,9 +106,9 @@ def model_fields(call: Call) -> dict[str, Any]:
     if call.get("ready") is not None:
         fields["ready"] = call.boolean("ready")
     for name in ("iteration", "size"):
-        value = call.integer(name)
-        if value is not None:
-            fields[name] = value
+        number = call.integer(name)
+        if number is not None:
+            fields[name] = number
     if call.get("metadata") is not None:
         fields["metadata"] = _metadata(call.get("metadata"))
     return fields
@@ -265,10 +271,33 @@ def unarchive_many(call: Call) -> dict[str, Any]:
     return {"succeeded": _archive(call, ids, False), "failed": []}
 
 
+def delete_own_objects(call: Call, doomed: list[str]) -> list[str]:
+    """Delete the doomed objects this server's files server holds; return the others."""
+    files = call.context.get("files")
+    return files.objects.delete_own(doomed, call.context.get("host")) if files else doomed
+
+
 def delete(call: Call) -> dict[str, Any]:
+    """``models.delete``: also deletes the objects the registry wrote that only this model
+    referenced (held here: at once; elsewhere: listed in ``doomed`` for the client), unless
+    ``delete_external_artifacts`` is false (then they are kept for good)."""
     model = _model(call)
-    call.store.delete_model(model.id)
-    return {"deleted": True, "url": model.uri}
+    keep = call.boolean("delete_external_artifacts", True) is False
+    doomed = call.store.delete_model(model.id, delete_objects=not keep)
+    return {"deleted": True, "url": model.uri, "doomed": delete_own_objects(call, doomed)}
+
+
+def prune_versions(call: Call) -> dict[str, Any]:
+    """``models.prune_versions`` (modelbook): ``{model, keep_last, dry_run}``."""
+    model = _model(call)
+    keep_last = call.integer("keep_last")
+    if keep_last is None or keep_last < 0:
+        raise ApiError.of(VALIDATION_ERROR, "keep_last must be an integer >= 0")
+    dry_run = bool(call.boolean("dry_run", False))
+    result = call.store.prune_versions(model.id, keep_last, dry_run=dry_run)
+    doomed = result.doomed if dry_run else delete_own_objects(call, result.doomed)
+    return {"pruned": result.pruned, "doomed": doomed,
+            "kept": {str(k): v for k, v in result.kept.items()}}  # fmt: skip
 
 
 def add_or_update_metadata(call: Call) -> dict[str, Any]:
@@ -303,6 +332,7 @@ def add_version(call: Call) -> dict[str, Any]:
         framework=call.string("framework"),
         is_package=bool(call.boolean("is_package", False)),
         metadata={k: (v["value"], v["type"]) for k, v in metadata.items()} if metadata else None,
+        owned=bool(call.boolean("owned", True)),
     )
     return {"version": model.version, "model": model_doc(model)}
 
@@ -328,5 +358,6 @@ ENDPOINTS: dict[str, Handler] = {
     "models.add_or_update_metadata": add_or_update_metadata,
     "models.delete_metadata": delete_metadata,
     "models.add_version": add_version,
+    "models.prune_versions": prune_versions,
     "models.get_versions": get_versions,
 }

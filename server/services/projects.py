@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 from modelbook.errors import InvalidArgumentError
@@ -10,7 +11,8 @@ from modelbook.records import ProjectRecord
 from modelbook.server.envelope import INVALID_PROJECT_ID, ApiError
 from modelbook.server.services.call import Call, Handler
 from modelbook.server.services.names import name_matcher
-from modelbook.server.wire import project_doc, project_fields
+from modelbook.server.wire import project_fields
+from modelbook.wire import project_doc
 
 
 def get_project(call: Call, project_id: str) -> ProjectRecord:
@@ -23,7 +25,8 @@ def get_project(call: Call, project_id: str) -> ProjectRecord:
         ) from None
 
 
-def _sort_key(field: str, doc: dict[str, Any]) -> Any:
+def sort_key(field: str, doc: dict[str, Any]) -> Any:
+    """``order_by`` key: missing values last, the rest by value."""
     value = doc.get(field)
     return (value is None, value if value is not None else "")
 
@@ -42,7 +45,7 @@ def get_all(call: Call) -> dict[str, Any]:
     docs = [project_doc(p) for p in projects]
     for item in reversed(call.string_list("order_by") or []):
         field = item.lstrip("-")
-        docs.sort(key=lambda d, f=field: _sort_key(f, d), reverse=item.startswith("-"))
+        docs.sort(key=partial(sort_key, field), reverse=item.startswith("-"))
     page, page_size = call.integer("page"), call.integer("page_size")
     if page is not None and page_size:
         docs = docs[page * page_size : (page + 1) * page_size]

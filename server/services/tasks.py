@@ -9,6 +9,7 @@ container, artifacts) are accepted and dropped.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from modelbook.errors import TaskNotFoundError
@@ -21,8 +22,9 @@ from modelbook.server.envelope import (
 )
 from modelbook.server.services.call import Call, Handler
 from modelbook.server.services.names import name_matcher
-from modelbook.server.services.projects import get_project
-from modelbook.server.wire import MODEL_CONFIG_SECTION, project_fields, task_doc
+from modelbook.server.services.projects import get_project, sort_key
+from modelbook.server.wire import project_fields
+from modelbook.wire import MODEL_CONFIG_SECTION, task_doc
 
 _LOCKED = ("published", "closed")
 
@@ -84,9 +86,9 @@ def task_fields(call: Call) -> dict[str, Any]:
         if value is not None:
             fields[name] = value
     for name in ("tags", "system_tags"):
-        value = call.string_list(name)
-        if value is not None:
-            fields[name] = value
+        values = call.string_list(name)
+        if values is not None:
+            fields[name] = values
     if "project" in call.data:
         project = call.string("project")
         fields["project"] = get_project(call, project).id if project else None
@@ -168,7 +170,7 @@ def get_all(call: Call) -> dict[str, Any]:
     for item in reversed(call.string_list("order_by") or []):
         field = item.lstrip("-")
         descending = item.startswith("-")
-        docs.sort(key=lambda d, f=field: (d.get(f) is None, d.get(f) or ""), reverse=descending)
+        docs.sort(key=partial(sort_key, field), reverse=descending)
     page, page_size = call.integer("page"), call.integer("page_size")
     if page is not None and page_size:
         docs = docs[page * page_size : (page + 1) * page_size]

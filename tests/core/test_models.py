@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+import modelbook
 from modelbook import InputModel, Model, OutputModel, Task
 from modelbook.errors import ModelPublishedError
-from modelbook.storage import driver_for
 
 
 @pytest.fixture
@@ -37,12 +37,18 @@ def test_each_update_is_a_version_and_the_url_moves(task: Task, weights) -> None
     assert first.exists() and second.exists()  # the embedded store copies, never deletes
 
 
-def test_identical_weights_are_stored_once(task: Task, weights) -> None:
+def test_identical_weights_are_stored_once_in_the_blob_store(task: Task, weights) -> None:
     data = b"same bytes" * 100
-    a = OutputModel(task=task, name="a").update_weights(str(weights("w.pt", content=data)))
-    b = OutputModel(task=task, name="b").update_weights(str(weights("w.pt", content=data)))
+    one, two = OutputModel(task=task, name="a"), OutputModel(task=task, name="b")
+    a = one.update_weights(str(weights("w.pt", content=data)))
+    b = two.update_weights(str(weights("w.pt", content=data)))
     settle()
-    assert a == b
+    if modelbook.config.get_backend().default_layout == "content":
+        assert a == b  # content-addressed: one object, referenced twice
+    else:  # the ClearML layout names each upload apart: same file name, two objects
+        assert a != b and a.endswith("/w.pt") and b.endswith("/w.pt")
+    for model in (one, two):
+        assert Path(Model(model.id).get_local_copy(raise_on_error=True)).read_bytes() == data
 
 
 def test_explicit_destination_uses_clearml_layout(task: Task, weights, tmp_path: Path) -> None:
@@ -50,12 +56,15 @@ def test_explicit_destination_uses_clearml_layout(task: Task, weights, tmp_path:
     model.set_upload_destination(str(tmp_path / "dest"))
     source = weights("best.pt")
     url = model.update_weights(weights_filename=str(source), auto_delete_file=False)
-    assert url == f"file://{tmp_path}/dest/proj/train.{task.id}/models/best.pt"
+    assert url.startswith(f"file://{tmp_path}/dest/proj/train.{task.id}/models/")
+    assert url.endswith("/best.pt")  # the ClearML prefix, a folder of its own, the file name
     assert source.exists()
-    model.update_weights(weights_filename=str(source))  # auto_delete_file defaults to True
+    second = model.update_weights(weights_filename=str(source))  # auto_delete_file: True
     assert not source.exists()  # handed over to the spool at once
     settle()
-    assert Model(model.id).url == url and Path(Model(model.id).get_local_copy()).is_file()
+    assert second != url  # each version its own object, though the file name repeats
+    assert Model(model.id).url == second and Path(Model(model.id).get_local_copy()).is_file()
+    assert Path(Model(model.id).get_local_copy(version=1)).is_file()
 
 
 def test_metadata_round_trip_and_snapshot_per_version(task: Task, weights) -> None:
@@ -119,7 +128,7 @@ def test_archive_remove_and_task_models(task: Task, weights) -> None:
     model.unarchive()
     url = Model(model.id).url
     assert Model.remove(model.id)
-    assert not driver_for(url).exists(url)
+    assert not modelbook.config.get_backend().driver_for(url).exists(url)
     assert not Model.remove(model.id)  # already gone: False, not an exception
 
 

@@ -20,7 +20,6 @@ import pytest
 pytest.importorskip("clearml", reason="the SDK tests need: pip install clearml==2.1.12")
 
 from modelbook.records import ModelQuery
-from modelbook.storage.http import HttpFilesDriver
 
 FLOWS = Path(__file__).with_name("clearml_flows.py")
 FLOW_TIMEOUT = 180
@@ -137,7 +136,7 @@ def test_sdk_models_are_visible_through_modelbook(trained, backend, tmp_path) ->
     found = backend.query_models(ModelQuery(task=trained["task"]))
     assert [m.id for m in found] == [model.id]
     dest = tmp_path / "copy.pth"
-    HttpFilesDriver.for_uri(model.uri).get(model.uri, dest)
+    backend.driver_for(model.uri).get(model.uri, dest)
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == trained["sha256"]
 
 
@@ -155,7 +154,7 @@ def test_modelbook_models_are_visible_through_the_sdk(sdk_env, backend, server, 
     weights.write_bytes(os.urandom(4096))
     model = backend.create_model(name="from modelbook", project=project.id, labels={"x": 7})
     uri = f"{server.files_host}/examples/modelbook/mb.pt"
-    stored = HttpFilesDriver.for_uri(uri).put(weights, uri)
+    stored = backend.driver_for(uri).put(weights, uri)
     backend.add_model_version(
         model.id, uri=stored.uri, sha256=stored.sha256, size=stored.size, iteration=1
     )

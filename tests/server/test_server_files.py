@@ -240,7 +240,6 @@ def _peak_rss_mib(pid: int) -> float:
 def test_large_upload_streams_with_flat_memory(tmp_path) -> None:
     """A 2 GiB upload through the modelbook driver: the server's peak RSS stays flat."""
     from modelbook.backends.http import HttpBackend
-    from modelbook.storage.http import HttpFilesDriver
 
     size = int(os.environ.get("SERVER_TEST_UPLOAD_MIB", "2048")) * 1024 * 1024
     src = tmp_path / "big.bin"
@@ -255,7 +254,7 @@ def test_large_upload_streams_with_flat_memory(tmp_path) -> None:
             access_key=srv.access_key,
             secret_key=srv.secret_key,
         )
-        driver = HttpFilesDriver.for_uri(f"{srv.files_host}/big/big.bin")
+        driver = backend.driver_for(f"{srv.files_host}/big/big.bin")
         before = _peak_rss_mib(srv.pid)
         started = time.monotonic()
         stored = driver.put(src, f"{srv.files_host}/big/big.bin")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from server_scenario import comparable, scenario
 
-from modelbook.backends.http import HttpBackend, read_clearml_conf
+from modelbook.backends.http import HttpBackend
+from modelbook.config import read_clearml_conf
 from modelbook.errors import (
     ConfigurationError,
     InvalidArgumentError,
@@ -18,7 +19,6 @@ from modelbook.errors import (
 )
 from modelbook.records import ModelQuery
 from modelbook.server.testing import free_port
-from modelbook.storage.http import HttpFilesDriver
 from modelbook.store.sql import SqlStore
 
 
@@ -110,7 +110,7 @@ def test_files_driver_roundtrip(backend, server, tmp_path) -> None:
     src = tmp_path / "w.bin"
     src.write_bytes(b"\x01\x02" * 5000)
     uri = f"{server.files_host}/proj/task name.1/models/w.bin"
-    driver = HttpFilesDriver.for_uri(uri)
+    driver = backend.driver_for(uri)
     assert driver.client is backend.client
     stored = driver.put(src, uri)
     assert stored.size == 10000 and stored.uri == uri
@@ -124,7 +124,7 @@ def test_files_driver_roundtrip(backend, server, tmp_path) -> None:
 
 
 def test_files_driver_reads_other_hosts_without_a_token(backend, server) -> None:
-    driver = HttpFilesDriver.for_uri("http://127.0.0.1:1/elsewhere/w.bin")
+    driver = backend.driver_for("http://127.0.0.1:1/elsewhere/w.bin")
     assert driver.client is None
     assert driver._headers("http://127.0.0.1:1/elsewhere/w.bin") == {}
 

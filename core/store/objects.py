@@ -1,0 +1,315 @@
+"""Ownership of stored objects: which bytes the registry wrote, and when they may go.
+
+The rules, decided here and nowhere else:
+
+* Every object the registry writes is recorded (``objects``: uri, sha256, size) *before* its
+  bytes are written (state ``pending``) and becomes ``live`` in the transaction that makes a
+  model or version reference it. An object the registry did not write (``register_uri``,
+  ``import_model``, anything recorded before ownership was tracked) is recorded with
+  ``owned = False`` and is never deleted, whatever the caller asks.
+* An object is *referenced* while a model's current weights or an unpruned version name it.
+* An owned object becomes ``doomed`` in the same transaction that drops its last reference;
+  its bytes are deleted only after that commits (:mod:`modelbook.retention`), and the row is
+  forgotten once they are gone. A crash in between leaves a doomed row that ``gc`` retries.
+* A doomed object is never referenced again: a writer that needs its URI gets a transient
+  error, retries, and re-writes the bytes once the deletion is through.
+
+All functions take an open write transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from modelbook.errors import InvalidArgumentError, ModelPublishedError, StorageError
+from modelbook.records import GcResult, ModelVersionRecord, PruneResult
+from modelbook.store import schema as s
+
+#: A ``doomed`` row older than this is taken to be left by a deleter that died.
+ABANDONED_AFTER = timedelta(minutes=10)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _row(conn: sa.Connection, uri: str) -> sa.Row | None:
+    return conn.execute(sa.select(s.objects).where(s.objects.c.uri == uri)).first()
+
+
+def referenced(conn: sa.Connection, uri: str) -> bool:
+    """Whether a model's current weights or an unpruned version name ``uri``."""
+    m, mv = s.models, s.model_versions
+    by_model = sa.select(m.c.seq).where(m.c.uri == uri).limit(1)
+    by_version = sa.select(mv.c.model_seq).where(mv.c.uri == uri, mv.c.pruned.is_(False)).limit(1)
+    return bool(conn.execute(by_model).first() or conn.execute(by_version).first())
+
+
+def _busy(uri: str) -> StorageError:
+    return StorageError(
+        f"{uri} is being deleted (nothing references it any more); the write is retried "
+        "once the deletion is through",
+        transient=True,
+    )
+
+
+def begin_write(conn: sa.Connection, uri: str, sha256: str | None, size: int | None) -> None:
+    """Record that the registry is about to write ``uri`` (state ``pending``).
+
+    Raises:
+        StorageError: ``uri`` holds an object the registry did not write (never
+            overwritten), or other bytes than ``sha256``, or is being deleted (transient).
+    """
+    row, stamp = _row(conn, uri), _now()
+    if row is None:
+        conn.execute(
+            sa.insert(s.objects).values(
+                uri=uri, sha256=sha256, size=size, owned=True, state="pending",
+                created=stamp, updated=stamp,
+            )
+        )  # fmt: skip
+        return
+    if not row.owned:
+        raise StorageError(
+            f"refusing to write {uri}: an object the registry did not write is stored there "
+            "(registered with register_uri or import_model); choose another destination"
+        )
+    if row.sha256 and sha256 and row.sha256 != sha256:
+        raise StorageError(
+            f"refusing to write {uri}: it holds other bytes (sha256 {row.sha256}, new "
+            f"{sha256}); versions never share a URI unless their bytes are identical"
+        )
+    if row.state == "doomed" and stamp - _aware(row.updated) < ABANDONED_AFTER:
+        raise _busy(uri)
+    state = "live" if row.state == "live" else "pending"
+    conn.execute(
+        sa.update(s.objects).where(s.objects.c.uri == uri).values(state=state, updated=stamp)
+    )
+
+
+def reference(
+    conn: sa.Connection, uri: str, sha256: str | None, size: int | None, owned: bool
+) -> None:
+    """Record that a model or version now references ``uri`` (state ``live``).
+
+    ``owned`` says whether the registry wrote it; an object recorded as foreign stays
+    foreign, and one recorded as the registry's stays the registry's.
+
+    Raises:
+        StorageError: the object is being deleted (transient: write it again), or the URI
+            is recorded with other bytes.
+    """
+    row, stamp = _row(conn, uri), _now()
+    if row is None:
+        conn.execute(
+            sa.insert(s.objects).values(
+                uri=uri, sha256=sha256, size=size, owned=owned, state="live",
+                created=stamp, updated=stamp,
+            )
+        )  # fmt: skip
+        return
+    if row.state == "doomed":
+        raise _busy(uri)
+    if row.sha256 and sha256 and row.sha256 != sha256:
+        raise StorageError(
+            f"{uri} is recorded with sha256 {row.sha256}, not {sha256}; versions never share "
+            "a URI unless their bytes are identical"
+        )
+    conn.execute(
+        sa.update(s.objects)
+        .where(s.objects.c.uri == uri)
+        .values(state="live", updated=stamp, sha256=row.sha256 or sha256, size=row.size or size)
+    )
+
+
+def doom_unreferenced(conn: sa.Connection, uris: Iterable[str], disown: bool = False) -> list[str]:
+    """Mark the owned objects among ``uris`` that nothing references any more as doomed;
+    return them (their bytes may be deleted once this transaction commits). With
+    ``disown`` they are recorded as not the registry's instead: kept forever."""
+    doomed = []
+    for uri in dict.fromkeys(u for u in uris if u):
+        row = _row(conn, uri)
+        if row is None or not row.owned or row.state == "doomed" or referenced(conn, uri):
+            continue
+        where = s.objects.c.uri == uri
+        change = {"owned": False} if disown else {"state": "doomed"}
+        conn.execute(sa.update(s.objects).where(where).values(**change, updated=_now()))
+        doomed.append(uri)
+    return [] if disown else doomed
+
+
+def garbage(conn: sa.Connection, pending_grace: timedelta, dry_run: bool) -> list[str]:
+    """Owned objects nothing references: doomed ones whose deletion did not finish, live
+    ones whose last reference went, pending ones older than ``pending_grace`` (a writer
+    that died). Unless ``dry_run``, they are marked doomed; returns their URIs."""
+    o = s.objects
+    cutoff = _now() - pending_grace
+    rows = conn.execute(
+        sa.select(o.c.uri, o.c.state, o.c.updated).where(o.c.owned.is_(True)).order_by(o.c.uri)
+    ).all()
+    found = []
+    for uri, state, updated in rows:
+        if state == "pending" and _aware(updated) > cutoff:
+            continue
+        if state != "doomed" and referenced(conn, uri):
+            continue
+        found.append(uri)
+    if found and not dry_run:
+        for start in range(0, len(found), 500):
+            chunk = found[start : start + 500]
+            conn.execute(
+                sa.update(o).where(o.c.uri.in_(chunk)).values(state="doomed", updated=_now())
+            )
+    return found
+
+
+def forget(conn: sa.Connection, uris: Iterable[str]) -> None:
+    """Drop the rows of doomed objects whose bytes are gone."""
+    o = s.objects
+    for uri in dict.fromkeys(uris):
+        conn.execute(sa.delete(o).where(o.c.uri == uri, o.c.state == "doomed"))
+
+
+def references(conn: sa.Connection, uris: Iterable[str]) -> list[tuple[str, str, bool]]:
+    """``(model id, model name, published)`` of every model whose current weights or
+    unpruned versions name one of ``uris``."""
+    m, mv = s.models, s.model_versions
+    wanted = list(dict.fromkeys(uris))
+    if not wanted:
+        return []
+    by_version = sa.select(mv.c.model_seq).where(mv.c.uri.in_(wanted), mv.c.pruned.is_(False))
+    rows = conn.execute(
+        sa.select(m.c.id, m.c.name, m.c.ready)
+        .where(sa.or_(m.c.uri.in_(wanted), m.c.seq.in_(by_version)))
+        .order_by(m.c.seq)
+    ).all()
+    return [(r.id, r.name, bool(r.ready)) for r in rows]
+
+
+def move_references(conn: sa.Connection, old: str, new: str) -> None:
+    """Point every model, version and the object record naming ``old`` at ``new`` (the
+    same bytes, moved by the files server so that a new upload can take the old name)."""
+    m, mv, o = s.models, s.model_versions, s.objects
+    conn.execute(sa.update(m).where(m.c.uri == old).values(uri=new))
+    conn.execute(sa.update(mv).where(mv.c.uri == old).values(uri=new))
+    row = _row(conn, old)
+    if row is not None:
+        conn.execute(sa.delete(o).where(o.c.uri == old))
+        conn.execute(
+            sa.insert(o).values(
+                uri=new, sha256=row.sha256, size=row.size, owned=row.owned, state="live",
+                created=row.created, updated=_now(),
+            )
+        )  # fmt: skip
+
+
+def _number(text: object) -> float | None:
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def best_version(versions: list[ModelVersionRecord]) -> int | None:
+    """The version with the best monitored value, by the monitor and mode recorded on the
+    newest version that has one (metadata ``monitor``, ``monitor_mode``,
+    ``monitor_value``); the earliest wins a tie. None when no version records a monitor."""
+
+    def meta(v: ModelVersionRecord, key: str) -> str | None:
+        return (v.metadata.get(key) or {}).get("value")
+
+    monitored = [v for v in versions if meta(v, "monitor") and meta(v, "monitor_mode")]
+    if not monitored:
+        return None
+    monitor, mode = meta(monitored[-1], "monitor"), meta(monitored[-1], "monitor_mode")
+    best: tuple[float, int] | None = None
+    for v in monitored:
+        value = _number(meta(v, "monitor_value"))
+        if (meta(v, "monitor"), meta(v, "monitor_mode")) != (monitor, mode) or value is None:
+            continue
+        score = value if mode == "max" else -value
+        if best is None or score > best[0]:
+            best = (score, v.version)
+    return best[1] if best else None
+
+
+def choose_prunable(
+    versions: list[ModelVersionRecord], current_uri: str | None, keep_last: int
+) -> tuple[list[int], dict[int, str]]:
+    """Which versions retention may prune: all but the newest ``keep_last`` unpruned ones,
+    except the current weights and the best version. Returns ``(prunable, {kept: why})``."""
+    live = [v for v in versions if not v.pruned]
+    older = live[: max(len(live) - keep_last, 0)]
+    best = best_version(live)
+    prunable, kept = [], {}
+    for v in older:
+        if v.uri == current_uri:
+            kept[v.version] = "the model's current weights"
+        elif v.version == best:
+            kept[v.version] = "the best version by the monitored metric"
+        else:
+            prunable.append(v.version)
+    return prunable, kept
+
+
+class ObjectVerbs:
+    """The store's ownership verbs (see :class:`~modelbook.backends.base.Backend`), each one
+    transaction; mixed into :class:`~modelbook.store.sql.SqlStore`."""
+
+    _write: Callable[[], AbstractContextManager[sa.Connection]]
+    _read: Callable[[], AbstractContextManager[sa.Connection]]
+    _model_row: Callable[..., Any]
+    _versions: Callable[[sa.Connection, Any], list[ModelVersionRecord]]
+
+    def prune_versions(self, model_id: str, keep_last: int, dry_run: bool = False) -> PruneResult:
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
+            raise InvalidArgumentError(f"keep_last must be an int >= 0, got {keep_last!r}")
+        mv = s.model_versions
+        with self._write() as conn:
+            row = self._model_row(conn, model_id, lock=True)
+            if row.ready:
+                raise ModelPublishedError(model_id, row.name, "prune the versions")
+            versions = self._versions(conn, row)
+            prunable, kept = choose_prunable(versions, row.uri, keep_last)
+            if dry_run or not prunable:  # a dry run estimates: the bytes only these name
+                named = dict.fromkeys(v.uri for v in versions if v.version in prunable)
+                doomed = [u for u in named if dry_run and u != row.uri]
+                return PruneResult(pruned=prunable, doomed=doomed, kept=kept)
+            conn.execute(
+                sa.update(mv)
+                .where(mv.c.model_seq == row.seq, mv.c.version.in_(prunable))
+                .values(pruned=True)
+            )
+            uris = [v.uri for v in versions if v.version in prunable]
+            return PruneResult(pruned=prunable, doomed=doom_unreferenced(conn, uris),
+                               kept=kept)  # fmt: skip
+
+    def begin_object_write(self, uri: str, sha256: str | None, size: int | None) -> None:
+        with self._write() as conn:
+            begin_write(conn, uri, sha256, size)
+
+    def collect_garbage(self, pending_grace: float = 86400.0, dry_run: bool = False) -> GcResult:
+        with self._write() as conn:
+            return GcResult(doomed=garbage(conn, timedelta(seconds=pending_grace), dry_run))
+
+    def forget_objects(self, uris: list[str]) -> None:
+        with self._write() as conn:
+            forget(conn, uris)
+
+    def object_references(self, uris: list[str]) -> list[tuple[str, str, bool]]:
+        with self._read() as conn:
+            return references(conn, uris)
+
+    def move_object(self, old: str, new: str) -> None:
+        with self._write() as conn:
+            move_references(conn, old, new)

@@ -1,0 +1,50 @@
+"""``storage.*`` (modelbook's own service): ownership of stored objects.
+
+* ``storage.begin_write`` ``{uri, sha256, size}``: a client is about to write ``uri`` for
+  the registry (recorded as pending, before any byte is written).
+* ``storage.gc`` ``{pending_grace, dry_run}`` → ``{doomed, partials}``: owned objects nothing
+  references (those this files server holds are deleted here; ``doomed`` lists the others,
+  for the client to delete) and partial uploads a crash left in the files server.
+* ``storage.forget`` ``{uris}``: the client deleted these doomed objects' bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelbook.server.envelope import VALIDATION_ERROR, ApiError
+from modelbook.server.services.call import Call, Handler
+from modelbook.server.services.models import delete_own_objects
+
+
+def begin_write(call: Call) -> dict[str, Any]:
+    call.store.begin_object_write(
+        call.string("uri", required=True) or "", call.string("sha256"), call.integer("size")
+    )
+    return {"recorded": True}
+
+
+def gc(call: Call) -> dict[str, Any]:
+    grace = call.get("pending_grace", 86400.0)
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+        raise ApiError.of(VALIDATION_ERROR, "pending_grace must be a number of seconds >= 0")
+    dry_run = bool(call.boolean("dry_run", False))
+    found = call.store.collect_garbage(float(grace), dry_run=dry_run)
+    files = call.context.get("files")
+    partials = files.remove_stale_tmp(float(grace), dry_run) if files else []
+    return {
+        "doomed": found.doomed if dry_run else delete_own_objects(call, found.doomed),
+        "partials": [p.name for p in partials],
+    }
+
+
+def forget(call: Call) -> dict[str, Any]:
+    call.store.forget_objects(call.string_list("uris") or [])
+    return {"forgotten": True}
+
+
+ENDPOINTS: dict[str, Handler] = {
+    "storage.begin_write": begin_write,
+    "storage.gc": gc,
+    "storage.forget": forget,
+}
