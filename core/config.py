@@ -63,6 +63,7 @@ def configure(
             "files_host": files_host,
             "access_key": access_key,
             "secret_key": secret_key,
+            "upload_timeout": _seconds("upload_timeout", upload_timeout),
         }
         _settings.update({k: v for k, v in given.items() if v is not None})
         old, _backend = _backend, None
@@ -78,8 +79,25 @@ def home() -> Path:
 
 def upload_timeout() -> float:
     """Seconds ``Task.close()`` waits for pending uploads."""
-    value = _settings.get("upload_timeout") or os.environ.get("MODELBOOK_UPLOAD_TIMEOUT") or 300
-    return float(value)
+    if _settings.get("upload_timeout") is not None:
+        return float(_settings["upload_timeout"])
+    from_env = _seconds("MODELBOOK_UPLOAD_TIMEOUT", os.environ.get("MODELBOOK_UPLOAD_TIMEOUT"))
+    return 300.0 if from_env is None else from_env
+
+
+def _seconds(name: str, value: object) -> float | None:
+    """A number of seconds >= 0 from an argument or an environment variable, or None."""
+    if value is None or value == "":
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if isinstance(value, bool) or not seconds >= 0 or seconds == float("inf"):
+        from modelbook.errors import ConfigurationError
+
+        raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return seconds
 
 
 def setting(name: str) -> str | None:

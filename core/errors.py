@@ -17,9 +17,9 @@ working. The tree::
     │   └── ProjectNotFoundError
     ├── ModelPublishedError          a published model refuses new weights (also ValueError)
     ├── StorageError                 moving bytes failed
-    │   └── BlobCorruptedError       a stored file does not match its sha256
-    ├── RegistryError                the registry (server) answered with an error
-    └── UploadError                  an upload could not be completed
+    │   ├── BlobCorruptedError       a stored file does not match its sha256
+    │   └── UploadError              an upload could not be completed (or queued)
+    └── RegistryError                the registry (server) answered with an error
 """
 
 from __future__ import annotations

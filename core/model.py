@@ -26,7 +26,14 @@ from modelbook.errors import (
 )
 from modelbook.frameworks import Framework
 from modelbook.localcopy import extract_package, local_copy
-from modelbook.records import ARCHIVED_TAG, PACKAGE_TAG, ModelQuery, ModelRecord, ModelVersionRecord
+from modelbook.records import (
+    ARCHIVED_TAG,
+    PACKAGE_TAG,
+    ModelQuery,
+    ModelRecord,
+    ModelVersionRecord,
+    metadata_item,
+)
 from modelbook.storage import StoredObject, scheme_of
 from modelbook.storage.local import to_uri
 
@@ -206,7 +213,8 @@ class BaseModel:
         """Add or update one metadata entry; ``v_type`` is one of float, int, bool, str,
         list, tuple, dict (anything else is stored as "None", as ClearML does)."""
         kind = str(v_type) if v_type in _METADATA_TYPES else "None"
-        self._record = self._be.set_model_metadata(self._model_id(), {str(key): (str(value), kind)})
+        items = {str(key): metadata_item(key, value, kind)}
+        self._record = self._be.set_model_metadata(self._model_id(), items)
         return True
 
     def get_metadata(self, key: str) -> str | None:
@@ -235,7 +243,7 @@ class BaseModel:
                     f"metadata[{key!r}] must be a dict with 'value' (and optional 'type'), "
                     f"got {item!r}"
                 )
-            items[str(key)] = (str(item["value"]), str(item.get("type")))
+            items[str(key)] = metadata_item(key, item["value"], str(item.get("type")))
         self._record = self._be.set_model_metadata(self._model_id(), items, replace=replace)
         return True
 

@@ -23,7 +23,7 @@ from modelbook.errors import (
 from modelbook.frameworks import Framework
 from modelbook.localcopy import make_package
 from modelbook.model import BaseModel
-from modelbook.records import PACKAGE_TAG, ModelRecord
+from modelbook.records import PACKAGE_TAG, ModelRecord, to_metadata
 from modelbook.storage import driver_for, scheme_of
 from modelbook.storage.local import to_path, to_uri
 from modelbook.storage.placement import Destination, is_object_path
@@ -413,7 +413,7 @@ class OutputModel(BaseModel):
             destination=self._destination().to_json(), filename=target,
             register_uri=register_uri, iteration=iteration, comment_prefix=comment_prefix,
             framework=None if self._known().framework else Framework.infer(target),
-            is_package=is_package, metadata=uploads.metadata_items(metadata),
+            is_package=is_package, metadata=to_metadata(metadata) or None,
         )  # fmt: skip
         job = self._queue().submit(job, source, move, hash_now=hash_now and source is not None,
                                    wait=wait)  # fmt: skip

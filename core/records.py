@@ -6,6 +6,7 @@ API reads and writes. A backend returns fresh records; user objects never mutate
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,34 @@ from typing import Any
 ARCHIVED_TAG = "archived"
 #: The system tag that marks a model whose weights are a zip of a directory.
 PACKAGE_TAG = "package"
+
+#: Model metadata, one shape from a callback to the database and back:
+#: ``{key: {"key": key, "value": str, "type": str}}`` (ClearML's).
+Metadata = dict[str, dict[str, str]]
+
+
+def metadata_item(key: str, value: Any, v_type: str) -> dict[str, str]:
+    """One metadata entry; the value and type as strings (floats keep every digit)."""
+    return {"key": str(key), "value": str(value), "type": str(v_type)}
+
+
+def to_metadata(values: Mapping[str, Any] | None) -> Metadata:
+    """The one conversion into :data:`Metadata`: from ``{key: value}`` (the type is
+    bool, int or float for those, else str) or ``{key: {"value": ..., "type": ...}}``.
+
+    Example:
+        >>> to_metadata({"epoch": 3, "val_acc": {"value": "0.91", "type": "float"}})["epoch"]
+        {'key': 'epoch', 'value': '3', 'type': 'int'}
+    """
+    result: Metadata = {}
+    for key, value in (values or {}).items():
+        if isinstance(value, Mapping):
+            result[str(key)] = metadata_item(key, value.get("value"), value.get("type", "str"))
+        else:
+            kind = {bool: "bool", int: "int", float: "float"}.get(type(value), "str")
+            result[str(key)] = metadata_item(key, value, kind)
+    return result
+
 
 TASK_STATUSES = ("created", "in_progress", "stopped", "completed", "failed", "published", "closed")
 

@@ -226,7 +226,6 @@ class UploadQueue:
         record = self.backend.get_model(model_id)
         self.registry_reachable = True
         comment = f"{job.comment_prefix}{record.comment}" if job.comment_prefix else None
-        metadata = {k: (v[0], v[1]) for k, v in (job.metadata or {}).items()} or None
         stored = StoredObject(job.register_uri, "", 0) if job.register_uri else self._store(job)
         self.backend.add_model_version(
             model_id,
@@ -237,7 +236,7 @@ class UploadQueue:
             comment=comment,
             framework=job.framework if not record.framework else None,
             is_package=job.is_package,
-            metadata=metadata,
+            metadata=job.metadata or None,
             owned=not job.register_uri,
         )
 
@@ -291,17 +290,3 @@ def _is_registry_error(exc: BaseException) -> bool:
     from modelbook.errors import RegistryError
 
     return isinstance(exc, RegistryError)
-
-
-def metadata_items(metadata: Mapping[str, Any] | None) -> dict[str, list[str]] | None:
-    """``{key: value}`` or ``{key: {"value", "type"}}`` as ``{key: [value, type]}``."""
-    if not metadata:
-        return None
-    items: dict[str, list[str]] = {}
-    for key, value in metadata.items():
-        if isinstance(value, Mapping):
-            items[str(key)] = [str(value.get("value")), str(value.get("type", "str"))]
-        else:
-            kind = {bool: "bool", int: "int", float: "float"}.get(type(value), "str")
-            items[str(key)] = [str(value), kind]
-    return items

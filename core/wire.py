@@ -127,21 +127,15 @@ def metadata_doc(metadata: Mapping[str, Mapping[str, str]]) -> dict[str, dict[st
     return {k: dict(v) for k, v in metadata.items()}
 
 
-def metadata_items(items: Mapping[str, Any]) -> list[dict[str, str]]:
+def metadata_items(items: Mapping[str, Mapping[str, str]]) -> list[dict[str, str]]:
     """Metadata as the ``[{key, value, type}]`` list that requests send.
 
-    Args:
-        items: ``{key: (value, type)}`` or ``{key: {"value": ..., "type": ...}}``.
-
     Example:
-        >>> metadata_items({"acc": ("0.9", "float")})
+        >>> metadata_items({"acc": {"key": "acc", "value": "0.9", "type": "float"}})
         [{'key': 'acc', 'value': '0.9', 'type': 'float'}]
     """
-    result = []
-    for key, item in items.items():
-        value, type_ = item if isinstance(item, tuple) else (item["value"], item["type"])
-        result.append({"key": str(key), "value": str(value), "type": str(type_)})
-    return result
+    return [{"key": str(k), "value": str(v["value"]), "type": str(v["type"])}
+            for k, v in items.items()]  # fmt: skip
 
 
 # -- records -> documents -------------------------------------------------------------------

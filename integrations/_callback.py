@@ -7,6 +7,7 @@ from typing import Any, cast
 
 from modelbook.integrations._registry import Registrar, version_metadata
 from modelbook.integrations.monitor import Decision, Monitor
+from modelbook.records import Metadata
 
 #: The registry arguments every callback takes, after monitor / mode / min_delta.
 REGISTRY_ARGS = ("task", "project_name", "task_name", "model_name", "tags", "labels",
@@ -55,7 +56,7 @@ class SharedCallback:
     def _metadata(
         self, decision: Decision, metrics: Mapping[str, Any], *, epoch: float | None, step: int,
         extra: Mapping[str, Any] | None = None,
-    ) -> dict[str, dict[str, str]]:  # fmt: skip
+    ) -> Metadata:  # fmt: skip
         return version_metadata(
             cast(Monitor, self.monitor), decision, metrics, epoch=epoch, global_step=step,
             framework=self.framework, framework_version=self.framework_version,

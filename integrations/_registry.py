@@ -28,6 +28,7 @@ from modelbook.errors import (
 )
 from modelbook.integrations.monitor import Decision, Monitor, as_scalar
 from modelbook.output_model import check_destination
+from modelbook.records import Metadata, to_metadata
 
 T = TypeVar("T")
 
@@ -43,23 +44,19 @@ class Snapshot:
     Attributes:
         path: the file, or the folder (registered as a zip package).
         iteration: the global step.
-        metadata: ``{key: {"value": str, "type": str}}`` for the model version.
+        metadata: the model version's :data:`~modelbook.records.Metadata`.
         workdir: a private folder holding ``path``; deleted once handed to the upload queue.
             None for files that are not ours (the Trainer's checkpoint folder).
     """
 
     path: Path
     iteration: int
-    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    metadata: Metadata = field(default_factory=dict)
     workdir: Path | None = None
 
     def discard(self) -> None:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def _item(value: Any, kind: str) -> dict[str, str]:
-    return {"value": repr(value) if kind == "float" else str(value), "type": kind}
 
 
 def version_metadata(
@@ -73,28 +70,23 @@ def version_metadata(
     framework_version: str,
     save_weights_only: bool,
     extra: Mapping[str, Any] | None = None,
-) -> dict[str, dict[str, str]]:
+) -> Metadata:
     """The metadata each registered version carries (numbers keep their exact value)."""
-    meta = {
-        "monitor": _item(monitor.monitor, "str"),
-        "monitor_mode": _item(monitor.mode, "str"),
-        "monitor_value": _item(decision.value, "float"),
-        "min_delta": _item(float(monitor.min_delta), "float"),
-        "global_step": _item(int(global_step), "int"),
-        "framework": _item(framework, "str"),
-        "framework_version": _item(framework_version, "str"),
-        "modelbook_version": _item(modelbook.__version__, "str"),
-        "save_weights_only": _item(bool(save_weights_only), "bool"),
-    }
+    values: dict[str, Any] = {
+        "monitor": monitor.monitor, "monitor_mode": monitor.mode,
+        "monitor_value": float(decision.value),  # type: ignore[arg-type]
+        "min_delta": float(monitor.min_delta), "global_step": int(global_step),
+        "framework": framework, "framework_version": framework_version,
+        "modelbook_version": modelbook.__version__, "save_weights_only": bool(save_weights_only),
+    }  # fmt: skip
     if epoch is not None:
-        meta["epoch"] = _item(epoch, "int" if isinstance(epoch, int) else "float")
+        values["epoch"] = epoch if isinstance(epoch, int) else float(epoch)
     for key, value in metrics.items():
         number = as_scalar(value)
         if number is not None:
-            meta[f"metrics/{key}"] = _item(number, "float")
-    for key, value in (extra or {}).items():
-        meta[key] = _item(value, "str")
-    return meta
+            values[f"metrics/{key}"] = float(number)
+    values.update({str(k): str(v) for k, v in (extra or {}).items()})
+    return to_metadata(values)
 
 
 def _number(text: str | None) -> float | None:

@@ -12,6 +12,7 @@ from typing import Any
 from modelbook import storage
 from modelbook.records import (
     GcResult,
+    Metadata,
     ModelQuery,
     ModelRecord,
     ModelVersionRecord,
@@ -121,13 +122,13 @@ class Backend(ABC):
         comment: str | None = None,
         framework: str | None = None,
         is_package: bool = False,
-        metadata: dict[str, tuple[str, str]] | None = None,
+        metadata: Metadata | None = None,
         owned: bool = True,
     ) -> ModelRecord:
         """Point the model at newly stored weights and record that as a new version.
 
         One transaction: the model's uri, sha256, size, iteration (and comment, framework
-        and ``metadata`` ``{key: (value, type)}`` when given) change together, the version
+        and ``metadata`` when given) change together, the version
         counter goes up, a version row with a snapshot of the model's metadata is written,
         and the object at ``uri`` is recorded as referenced (``owned``: the registry wrote
         it, so it may delete it once nothing references it; see
@@ -197,9 +198,9 @@ class Backend(ABC):
 
     @abstractmethod
     def set_model_metadata(
-        self, model_id: str, items: dict[str, tuple[str, str]], replace: bool = False
+        self, model_id: str, items: Metadata, replace: bool = False
     ) -> ModelRecord:
-        """Add or update metadata ``{key: (value, type)}``; ``replace`` drops the other keys."""
+        """Add or update metadata entries; ``replace`` drops the other keys."""
 
     # -- storage --------------------------------------------------------------------------
     @abstractmethod

@@ -28,6 +28,7 @@ from modelbook.backends.base import Backend
 from modelbook.errors import ConfigurationError, InvalidArgumentError
 from modelbook.records import (
     GcResult,
+    Metadata,
     ModelQuery,
     ModelRecord,
     ModelVersionRecord,
@@ -261,7 +262,7 @@ class HttpBackend(Backend):
         comment: str | None = None,
         framework: str | None = None,
         is_package: bool = False,
-        metadata: dict[str, tuple[str, str]] | None = None,
+        metadata: Metadata | None = None,
         owned: bool = True,
     ) -> ModelRecord:
         body = {
@@ -341,7 +342,7 @@ class HttpBackend(Backend):
             self._call("storage.forget", {"uris": list(uris)})
 
     def set_model_metadata(
-        self, model_id: str, items: dict[str, tuple[str, str]], replace: bool = False
+        self, model_id: str, items: Metadata, replace: bool = False
     ) -> ModelRecord:
         body = {
             "model": model_id,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from modelbook.errors import UploadError
+from modelbook.records import Metadata, metadata_item
 from modelbook.storage.base import CHUNK, sha256_file
 
 
@@ -51,7 +52,7 @@ class Job:
     comment_prefix: str | None = None
     framework: str | None = None
     is_package: bool = False
-    metadata: dict[str, list[str]] | None = None
+    metadata: Metadata | None = None
     created: float = field(default_factory=time.time)
     attempts: int = 0
     last_error: str = ""
@@ -72,6 +73,11 @@ class Job:
             else:  # <root>/<project>/<task>.<id>/models/<file>: the same prefix, now + sha
                 prefix = target.rsplit("/models/", 1)[0]
                 data["destination"] = {"root": prefix, "layout": "clearml", "folder": "models"}
+        if data.get("metadata"):  # modelbook 0.1.0 wrote {key: [value, type]}
+            data["metadata"] = {
+                k: metadata_item(k, *v) if isinstance(v, list) else v
+                for k, v in data["metadata"].items()
+            }
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

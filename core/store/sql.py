@@ -23,6 +23,7 @@ from modelbook.errors import (
     TaskNotFoundError,
 )
 from modelbook.records import (
+    Metadata,
     ModelQuery,
     ModelRecord,
     ModelVersionRecord,
@@ -436,7 +437,7 @@ class SqlStore(ObjectVerbs, Backend):
         comment: str | None = None,
         framework: str | None = None,
         is_package: bool = False,
-        metadata: dict[str, tuple[str, str]] | None = None,
+        metadata: Metadata | None = None,
         owned: bool = True,
     ) -> ModelRecord:
         with self._write() as conn:
@@ -530,7 +531,7 @@ class SqlStore(ObjectVerbs, Backend):
         ).scalar()
         position = last or 0
         for key, item in items.items():
-            value, v_type = item if isinstance(item, tuple) else (item["value"], item["type"])
+            value, v_type = item["value"], item["type"]
             key_match = (md.c.model_seq == seq) & (md.c.key == str(key))
             updated = conn.execute(
                 sa.update(md).where(key_match).values(value=str(value), type=str(v_type))
@@ -548,7 +549,7 @@ class SqlStore(ObjectVerbs, Backend):
                 )
 
     def set_model_metadata(
-        self, model_id: str, items: dict[str, tuple[str, str]], replace: bool = False
+        self, model_id: str, items: Metadata, replace: bool = False
     ) -> ModelRecord:
         with self._write() as conn:
             row = self._model_row(conn, model_id, lock=True)

@@ -30,7 +30,7 @@ import re
 from typing import Any
 
 from modelbook.errors import ModelNotFoundError, TaskNotFoundError
-from modelbook.records import ARCHIVED_TAG, ModelQuery, ModelRecord
+from modelbook.records import ARCHIVED_TAG, ModelQuery, ModelRecord, metadata_item
 from modelbook.server.envelope import (
     FIELDS_CONFLICT,
     INVALID_ID,
@@ -77,10 +77,9 @@ def _metadata(value: Any) -> dict[str, dict[str, str]]:
         if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
             raise ApiError.of(VALIDATION_ERROR, "every metadata item needs a non-empty key")
         value_, type_ = item.get("value"), item.get("type")
-        result[item["key"]] = {
-            "value": "" if value_ is None else str(value_),
-            "type": "str" if type_ is None else str(type_),
-        }
+        result[item["key"]] = metadata_item(
+            item["key"], "" if value_ is None else value_, "str" if type_ is None else type_
+        )
     return result
 
 
@@ -221,7 +220,7 @@ def edit(call: Call) -> dict[str, Any]:
         fields.update({k: v for k, v in version_fields.items() if v is not None})
     if metadata is not None:
         model = call.store.set_model_metadata(
-            model.id, {k: (v["value"], v["type"]) for k, v in metadata.items()}, replace=True
+            model.id, metadata, replace=True
         )
     iteration = fields.get("iteration")
     if iteration is not None and model.task:
@@ -305,7 +304,7 @@ def add_or_update_metadata(call: Call) -> dict[str, Any]:
     items = _metadata(call.require("metadata"))
     model = call.store.set_model_metadata(
         model.id,
-        {k: (v["value"], v["type"]) for k, v in items.items()},
+        items,
         replace=bool(call.boolean("replace_metadata", False)),
     )
     return {"updated": 1, "model": model_doc(model)}
@@ -314,7 +313,7 @@ def add_or_update_metadata(call: Call) -> dict[str, Any]:
 def delete_metadata(call: Call) -> dict[str, Any]:
     model = _model(call)
     keys = set(call.string_list("keys") or [])
-    kept = {k: (v["value"], v["type"]) for k, v in model.metadata.items() if k not in keys}
+    kept = {k: v for k, v in model.metadata.items() if k not in keys}
     model = call.store.set_model_metadata(model.id, kept, replace=True)
     return {"updated": 1, "model": model_doc(model)}
 
@@ -331,7 +330,7 @@ def add_version(call: Call) -> dict[str, Any]:
         comment=call.string("comment"),
         framework=call.string("framework"),
         is_package=bool(call.boolean("is_package", False)),
-        metadata={k: (v["value"], v["type"]) for k, v in metadata.items()} if metadata else None,
+        metadata=metadata if metadata else None,
         owned=bool(call.boolean("owned", True)),
     )
     return {"version": model.version, "model": model_doc(model)}

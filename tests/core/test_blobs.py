@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -48,12 +46,14 @@ RESUMER = textwrap.dedent(
 
 
 @contextmanager
-def _destination(kind: str, tmp_path: Path) -> Iterator[tuple[dict[str, str], Path, str]]:
+def _destination(
+    kind: str, tmp_path: Path, other_file_system: Path
+) -> Iterator[tuple[dict[str, str], Path, str]]:
     """(environment for the child processes, folder where partial files show, glob)."""
     env = {**os.environ, "MODELBOOK_HOME": str(tmp_path / "home")}
     if kind == "folder":
         modelbook.configure(home=tmp_path / "home")
-        yield env, _other_file_system(tmp_path), "*.partial"
+        yield env, other_file_system, "*.partial"
         return
     from modelbook.server.testing import running_server
 
@@ -69,28 +69,6 @@ def _destination(kind: str, tmp_path: Path) -> Iterator[tuple[dict[str, str], Pa
         yield {**env, **settings}, Path(server.files_root), "*.part"
 
 
-def _other_file_system(tmp_path: Path) -> Path:
-    """A destination folder on another file system than the spool: the one case where
-    storing into a folder is a copy (on the same one the snapshot is renamed into place,
-    which a kill cannot cut in half)."""
-    shm = Path("/dev/shm")
-    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
-        pytest.skip("needs /dev/shm on another file system than the temporary folder")
-    dest = Path(tempfile.mkdtemp(dir=shm, prefix="modelbook-dest-"))
-    _made.append(dest)
-    return dest
-
-
-_made: list[Path] = []
-
-
-@pytest.fixture(autouse=True)
-def _remove_made() -> Iterator[None]:
-    yield
-    while _made:
-        shutil.rmtree(_made.pop(), ignore_errors=True)
-
-
 def _run(code: str, env: dict[str, str], *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True, env=env
@@ -101,8 +79,10 @@ KINDS = ["folder", "files server"] if HTTP_AVAILABLE else ["folder"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_killed_mid_transfer_then_resumed(kind: str, tmp_path: Path) -> None:
-    with _destination(kind, tmp_path) as (env, partial_root, pattern):
+def test_killed_mid_transfer_then_resumed(
+    kind: str, tmp_path: Path, other_file_system: Path
+) -> None:
+    with _destination(kind, tmp_path, other_file_system) as (env, partial_root, pattern):
         output_uri = str(partial_root) if kind == "folder" else True
         task = Task.init(project_name="p", task_name="crash", output_uri=output_uri)
         model = OutputModel(task=task, name="m")

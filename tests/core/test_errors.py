@@ -117,3 +117,25 @@ def test_config_text_and_dict_are_exclusive(registry: str) -> None:
 def test_every_error_is_a_modelbook_error() -> None:
     for exc in (BlobCorruptedError, ModelNotFoundError, TagFilterError, WeightsFileNotFoundError):
         assert issubclass(exc, ModelbookError)
+
+
+def test_configure_upload_timeout_is_used_and_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modelbook
+    from modelbook import config
+    from modelbook.errors import ConfigurationError
+
+    modelbook.configure(home=tmp_path, upload_timeout=0)
+    assert config.upload_timeout() == 0.0  # zero means "do not wait", not the default
+    modelbook.configure(home=tmp_path, upload_timeout=7.5)
+    assert config.upload_timeout() == 7.5
+    monkeypatch.setenv("MODELBOOK_UPLOAD_TIMEOUT", "12")
+    modelbook.configure(home=tmp_path)
+    assert config.upload_timeout() == 12.0
+    for bad in ("abc", -1, float("nan"), True):
+        with pytest.raises(ConfigurationError, match="upload_timeout"):
+            modelbook.configure(home=tmp_path, upload_timeout=bad)  # type: ignore[arg-type]
+    monkeypatch.setenv("MODELBOOK_UPLOAD_TIMEOUT", "abc")
+    with pytest.raises(ConfigurationError, match="MODELBOOK_UPLOAD_TIMEOUT"):
+        config.upload_timeout()

@@ -22,18 +22,39 @@ def _big(path: Path, mib: int) -> Path:
     return path
 
 
-def test_update_returns_before_the_transfer_and_latest_wins(tmp_path: Path) -> None:
+def _wait_until_started(model: OutputModel, timeout: float = 30.0) -> None:
+    """Until the worker holds the model's only job (or finished it)."""
+    queue = model._queue()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = queue.pending()
+        if not jobs:
+            return
+        with queue.spool.claim(jobs[0]) as free:
+            if not free:
+                return
+        time.sleep(0.01)
+    raise AssertionError("the upload worker never started the job")
+
+
+def test_update_returns_before_the_transfer_and_latest_wins(
+    tmp_path: Path, other_file_system: Path
+) -> None:
     configure(home=tmp_path / "home")
-    task = Task.init(project_name="p", task_name="latest", output_uri=str(tmp_path / "dest"))
+    # storing into a folder on another file system is a copy that takes a while
+    task = Task.init(project_name="p", task_name="latest", output_uri=str(other_file_system))
     model = OutputModel(task=task)
     big = _big(tmp_path / "big.pt", 384)
     started = time.perf_counter()
     model.update_weights(str(big), iteration=1, auto_delete_file=False)
+    queued = time.perf_counter() - started
+    _wait_until_started(model)
     for step in (2, 3, 4):  # arrive while the first one is still being stored
         small = tmp_path / f"s{step}.pt"
         small.write_bytes(bytes([step]) * 1000)
+        before = time.perf_counter()
         model.update_weights(str(small), iteration=step, target_filename=f"s{step}.pt")
-    queued = time.perf_counter() - started
+        queued += time.perf_counter() - before
     assert OutputModel.wait_for_uploads(timeout=120) == []
     stored = time.perf_counter() - started
     iterations = [v.iteration for v in Model(model.id).versions]
