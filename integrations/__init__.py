@@ -7,8 +7,11 @@ framework (``pip install 'modelbook[lightning]'``, ``[keras]``, ``[transformers]
     from modelbook.integrations.keras import ModelbookCallback
     from modelbook.integrations.transformers import ModelbookCallback
 
-The framework-free improvement rule they share is :mod:`modelbook.integrations.monitor`.
-This package imports no adapter, so ``import modelbook.integrations`` loads no framework.
+The framework-free improvement rule they share is :mod:`modelbook.integrations.monitor`;
+the registry arguments they share are declared once in :class:`RegistryArgs`. This package
+imports no adapter, so ``import modelbook.integrations`` loads no framework.
 """
 
-__all__: list[str] = []
+from modelbook.integrations._callback import RegistryArgs
+
+__all__ = ["RegistryArgs"]

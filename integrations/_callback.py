@@ -2,16 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
+from modelbook.errors import InvalidArgumentError
 from modelbook.integrations._registry import Registrar, version_metadata
 from modelbook.integrations.monitor import Decision, Monitor
 from modelbook.records import Metadata
 
-#: The registry arguments every callback takes, after monitor / mode / min_delta.
-REGISTRY_ARGS = ("task", "project_name", "task_name", "model_name", "tags", "labels",
-                 "upload_uri", "keep_last", "publish_on_end")  # fmt: skip
+if TYPE_CHECKING:
+    from modelbook import Task
+
+
+class RegistryArgs(TypedDict, total=False):
+    """The registry arguments every ``ModelbookCallback`` takes, by keyword, declared once.
+
+    Attributes:
+        task: the task to register on; default: the task saved in the resumed checkpoint,
+            else ``Task.current_task()``, else one created from ``project_name`` /
+            ``task_name``.
+        project_name: project of the task created when there is none.
+        task_name: name of the task created when there is none.
+        model_name: model name and task entry; default: the task name.
+        tags: model tags.
+        labels: label enumeration ``{name: id}``.
+        upload_uri: where the weights go (default: the task's output destination).
+        keep_last: prune all but this many versions older than the current one (None keeps
+            all); the current weights, the best version and bytes anything else references
+            are never deleted (``Model.prune_versions``).
+        publish_on_end: publish the best model when training ends without an exception.
+
+    Example:
+        >>> sorted(RegistryArgs.__annotations__)[:3]
+        ['keep_last', 'labels', 'model_name']
+    """
+
+    task: Task | None
+    project_name: str | None
+    task_name: str | None
+    model_name: str | None
+    tags: Sequence[str] | None
+    labels: Mapping[str, int] | None
+    upload_uri: str | None
+    keep_last: int | None
+    publish_on_end: bool
+
+
+REGISTRY_ARGS = tuple(RegistryArgs.__annotations__)
 
 
 class SharedCallback:
@@ -29,11 +66,20 @@ class SharedCallback:
     save_weights_only: bool
 
     def _setup(
-        self, monitor: Monitor | None, save_weights_only: bool, arguments: Mapping[str, Any]
+        self, monitor: Monitor | None, save_weights_only: bool, registry: Mapping[str, Any]
     ) -> None:
-        """Keep ``monitor``; build the registrar from the constructor's ``arguments``."""
+        """Keep ``monitor``; build the registrar from the :class:`RegistryArgs` given.
+
+        Raises:
+            InvalidArgumentError: an argument the callbacks do not take.
+        """
+        unknown = sorted(set(registry) - set(REGISTRY_ARGS))
+        if unknown:
+            raise InvalidArgumentError(
+                f"{type(self).__name__} got unknown argument(s) {unknown}; it takes monitor, "
+                f"mode, min_delta, save_weights_only and {', '.join(REGISTRY_ARGS)}"
+            )
         self.monitor = monitor
-        registry = {name: arguments[name] for name in REGISTRY_ARGS}
         owner = f"modelbook.integrations.{self.framework}"
         self.registrar = Registrar(owner=owner, framework=self.model_framework, **registry)
         self.save_weights_only = bool(save_weights_only)

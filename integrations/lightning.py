@@ -9,9 +9,9 @@ continues the same model and never registers a worse one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 try:
     import lightning
@@ -23,10 +23,13 @@ except ImportError as exc:  # pragma: no cover - exercised without lightning ins
         "modelbook.integrations.lightning needs Lightning: pip install 'modelbook[lightning]'"
     ) from exc
 
-from modelbook import Framework, Task
-from modelbook.integrations._callback import SharedCallback
+from modelbook import Framework
+from modelbook.integrations._callback import RegistryArgs, SharedCallback
 from modelbook.integrations._registry import Snapshot
 from modelbook.integrations.monitor import Decision, Monitor, as_scalar
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ModelbookCallback"]
 
@@ -45,18 +48,9 @@ class ModelbookCallback(SharedCallback, Callback):
         monitor: metric to watch, as logged with ``self.log``.
         mode: "min" or "max"; may be omitted only for ``val_loss`` / ``loss`` (then "min").
         min_delta: how much a value must beat the best by (>= 0).
-        task: the task to register on; default: the task saved in the resumed checkpoint,
-            else ``Task.current_task()``, else one created from ``project_name``/``task_name``.
-        project_name: project of the task created when there is none.
-        task_name: name of the task created when there is none.
-        model_name: model name and task entry; default: the task name.
-        tags: model tags.
-        labels: label enumeration ``{name: id}``.
-        upload_uri: where the weights go (default: the task's output destination).
-        keep_last: prune all but this many versions older than the current one (None keeps
-            all); the current weights, the best version and bytes anything else references
-            are never deleted (``Model.prune_versions``).
-        publish_on_end: publish the best model when ``fit`` ends without an exception.
+        **registry: ``task``, ``project_name``, ``task_name``, ``model_name``, ``tags``,
+            ``labels``, ``upload_uri``, ``keep_last``, ``publish_on_end``: the registry
+            arguments all callbacks share (:class:`~modelbook.integrations.RegistryArgs`).
         save_weights_only: register ``model.state_dict()`` (a ``.pt`` file loadable with
             ``load_state_dict``); False registers ``trainer.save_checkpoint``'s full ``.ckpt``
             (a folder, for sharded strategies, goes up as a zip package).
@@ -84,19 +78,11 @@ class ModelbookCallback(SharedCallback, Callback):
         mode: str | None = None,
         min_delta: float = 0.0,
         *,
-        task: Task | None = None,
-        project_name: str | None = None,
-        task_name: str | None = None,
-        model_name: str | None = None,
-        tags: Sequence[str] | None = None,
-        labels: Mapping[str, int] | None = None,
-        upload_uri: str | None = None,
-        keep_last: int | None = None,
-        publish_on_end: bool = False,
         save_weights_only: bool = True,
+        **registry: Unpack[RegistryArgs],
     ) -> None:
         checked = Monitor(monitor, mode, min_delta, name=type(self).__name__)
-        self._setup(checked, save_weights_only, locals())  # the registry arguments, by name
+        self._setup(checked, save_weights_only, registry)
         self._active = False
 
     @property

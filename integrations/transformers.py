@@ -7,9 +7,9 @@ registers the ``save_pretrained`` folder, or the Trainer's ``checkpoint-N`` fold
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 try:
     import torch
@@ -26,10 +26,13 @@ except ImportError as exc:  # pragma: no cover - exercised without transformers 
         "pip install 'modelbook[transformers]'"
     ) from exc
 
-from modelbook import Framework, Task
-from modelbook.integrations._callback import SharedCallback
+from modelbook import Framework
+from modelbook.integrations._callback import RegistryArgs, SharedCallback
 from modelbook.integrations._registry import Snapshot
 from modelbook.integrations.monitor import Decision, Monitor
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["ModelbookCallback"]
 
@@ -48,18 +51,9 @@ class ModelbookCallback(SharedCallback, TrainerCallback, ExportableState):
         mode: "min" or "max"; default from ``args.greater_is_better`` when ``monitor`` is the
             ``metric_for_best_model``, "min" for ``eval_loss``, otherwise required.
         min_delta: how much a value must beat the best by (>= 0).
-        task: the task to register on; default: the task saved in the resumed checkpoint,
-            else ``Task.current_task()``, else one created from ``project_name``/``task_name``.
-        project_name: project of the task created when there is none.
-        task_name: name of the task created when there is none.
-        model_name: model name and task entry; default: the task name.
-        tags: model tags.
-        labels: label enumeration ``{name: id}``; default from ``model.config.id2label``.
-        upload_uri: where the weights go (default: the task's output destination).
-        keep_last: prune all but this many versions older than the current one (None keeps
-            all); the current weights, the best version and bytes anything else references
-            are never deleted (``Model.prune_versions``).
-        publish_on_end: publish the best model when training ends without an exception.
+        **registry: ``task``, ``project_name``, ``task_name``, ``model_name``, ``tags``,
+            ``labels``, ``upload_uri``, ``keep_last``, ``publish_on_end``: the registry
+            arguments all callbacks share (:class:`~modelbook.integrations.RegistryArgs`).
         save_weights_only: register the ``save_pretrained`` folder; False registers the
             Trainer's ``checkpoint-N`` folder (optimizer, scheduler and RNG state included),
             asking the Trainer to save at each improvement.
@@ -87,19 +81,11 @@ class ModelbookCallback(SharedCallback, TrainerCallback, ExportableState):
         mode: str | None = None,
         min_delta: float = 0.0,
         *,
-        task: Task | None = None,
-        project_name: str | None = None,
-        task_name: str | None = None,
-        model_name: str | None = None,
-        tags: Sequence[str] | None = None,
-        labels: Mapping[str, int] | None = None,
-        upload_uri: str | None = None,
-        keep_last: int | None = None,
-        publish_on_end: bool = False,
         save_weights_only: bool = True,
+        **registry: Unpack[RegistryArgs],
     ) -> None:
         Monitor(monitor or "eval_loss", mode or "min", min_delta)  # eager checks
-        self._setup(None, save_weights_only, locals())  # resolved from TrainingArguments later
+        self._setup(None, save_weights_only, registry)  # monitor: from TrainingArguments later
         # JSON-friendly constructor arguments: the Trainer rebuilds callbacks from them
         self._config = {
             "monitor": monitor,

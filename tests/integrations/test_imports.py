@@ -32,7 +32,7 @@ def test_the_package_imports_no_adapter_and_no_framework():
         "          'modelbook.integrations.lightning', 'modelbook.integrations.keras',\n"
         "          'modelbook.integrations.transformers') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
-        "assert modelbook.integrations.__all__ == []\n"
+        "assert modelbook.integrations.__all__ == ['RegistryArgs']\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -47,10 +47,21 @@ def test_every_adapter_exposes_modelbook_callback_with_the_same_parameters():
         assert module.__all__ == ["ModelbookCallback"]
         signatures[name] = list(inspect.signature(module.ModelbookCallback).parameters)
     assert len({tuple(s) for s in signatures.values()}) == 1, signatures
-    assert signatures["keras"] == [
-        "monitor", "mode", "min_delta", "task", "project_name", "task_name", "model_name",
-        "tags", "labels", "upload_uri", "keep_last", "publish_on_end", "save_weights_only",
+    assert signatures["keras"] == ["monitor", "mode", "min_delta", "save_weights_only", "registry"]
+    from modelbook.integrations import RegistryArgs
+
+    assert list(RegistryArgs.__annotations__) == [
+        "task", "project_name", "task_name", "model_name", "tags", "labels", "upload_uri",
+        "keep_last", "publish_on_end",
     ]  # fmt: skip
+
+
+def test_an_unknown_registry_argument_is_a_clear_error():
+    from modelbook.errors import InvalidArgumentError
+
+    keras = pytest.importorskip("modelbook.integrations.keras")
+    with pytest.raises(InvalidArgumentError, match=r"unknown argument\(s\) \['projet_name'\]"):
+        keras.ModelbookCallback(projet_name="typo")  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("name", ["monitor", *sorted(ADAPTERS)])
