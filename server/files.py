@@ -152,8 +152,7 @@ class _UploadSink:
                 raise FilesError(
                     400, f"upload corrupted: sha256 {actual} received, {expected_sha256} sent"
                 )
-        saved = []
-        for part in self.done:
+        for part in self.done:  # every part is checked before any is renamed into place
             try:
                 part.target.parent.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError):
@@ -162,6 +161,8 @@ class _UploadSink:
                 raise FilesError(400, f"{part.target.relative_to(root)} is a folder")
             if before_replace is not None:
                 before_replace(part.target)
+        saved = []
+        for part in self.done:
             os.replace(part.tmp, part.target)
             if index is not None:
                 index.record(part.target, part.digest.hexdigest(), part.size)
@@ -235,7 +236,7 @@ class FilesServer:
             if request.method in ("GET", "HEAD"):
                 return self._download(path)
             if request.method == "DELETE":
-                return await run_in_threadpool(self._delete, path, request.headers.get("host"))
+                return await run_in_threadpool(self._delete, path)
             raise FilesError(405, f"method {request.method} is not supported")
         except FilesError as exc:
             log.info("files %s /%s: %s %s", request.method, path[:200], exc.status, exc.message)
@@ -260,10 +261,9 @@ class FilesServer:
                     raise FilesError(413, f"upload exceeds the limit of {self.max_upload} bytes")
                 parser.write(chunk)
             parser.finalize()
-            host = request.headers.get("host")
             saved = await run_in_threadpool(
                 sink.commit, self.root, request.headers.get(SHA256_HEADER), self.index,
-                lambda target: self.objects.before_overwrite(target, host),
+                self.objects.before_overwrite,
             )  # fmt: skip
         except UnsafePathError as exc:
             raise FilesError(400, str(exc)) from None
@@ -292,12 +292,12 @@ class FilesServer:
             headers={"X-Content-Type-Options": "nosniff"},
         )
 
-    def _delete(self, path: str, host: str | None) -> Response:
+    def _delete(self, path: str) -> Response:
         target = self._target(path)
         if target.is_dir():
             raise FilesError(400, f"{path!r} is a folder; only files can be deleted")
         try:
-            self.objects.guard_delete(target.relative_to(self.root).as_posix(), host)
+            self.objects.guard_delete(target.relative_to(self.root).as_posix())
         except ReferencedFileError as exc:
             raise FilesError(409, str(exc)) from None
         try:

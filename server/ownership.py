@@ -15,8 +15,8 @@ references:
   transaction that doomed them; the others are returned for the client to delete.
 
 A file is named by models through URIs ``http(s)://<host>/files/<path>`` (percent-quoted by
-the clearml SDK, plain by modelbook's clients); both forms on the request's host are
-recognised.
+the clearml SDK, plain by modelbook's clients, under whatever host name the client used):
+every form under any host is recognised by its decoded path.
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ class ReferencedFileError(Exception):
 class FilesObjects:
     """Object ownership for one files root.
 
+    A file is identified by its path under the root, whatever host name or quoting a model's
+    URI uses for it: a reference is any model or unpruned-version URI ``http(s)://<any
+    host>/files/<path>`` whose decoded path is the file's.
+
     Args:
         store: the registry store.
         root: the files root folder.
@@ -58,30 +62,37 @@ class FilesObjects:
         self.store, self.root, self.index = store, Path(root).resolve(), index
 
     @staticmethod
-    def uris(relative: str, host: str | None) -> list[str]:
-        """The URIs under which models may name the file at ``relative`` on ``host``."""
-        if not host:
-            return []
-        paths = dict.fromkeys([relative, quote(relative, safe="/")])
-        return [f"{scheme}://{host}/files/{p}" for scheme in ("http", "https") for p in paths]
+    def _relative(uri: str) -> str | None:
+        """The decoded path below ``/files/`` of a files-server URI, else None."""
+        parts = urlsplit(uri)
+        path = unquote(parts.path)
+        if parts.scheme not in ("http", "https") or not path.startswith("/files/"):
+            return None
+        return path[len("/files/") :]
 
-    def guard_delete(self, relative: str, host: str | None) -> None:
+    def references(self, relative: str) -> list[tuple[str, str, bool, str]]:
+        """``(model id, name, published, uri)`` of every reference to the file."""
+        suffixes = [f"/files/{relative}", f"/files/{quote(relative, safe='/')}"]
+        return [r for r in self.store.references_ending(suffixes)
+                if self._relative(r[3]) == relative]  # fmt: skip
+
+    def guard_delete(self, relative: str) -> None:
         """Raise :class:`ReferencedFileError` if a model references the file."""
-        found = self.store.object_references(self.uris(relative, host))
+        found = self.references(relative)
         if found:
-            raise ReferencedFileError(relative, found, "delete")
+            raise ReferencedFileError(relative, [r[:3] for r in found], "delete")
 
-    def before_overwrite(self, target: Path, host: str | None) -> None:
+    def before_overwrite(self, target: Path) -> None:
         """Called before a new upload replaces ``target``: refuse if a published model
-        references it, else move the referenced bytes aside and repoint their references."""
+        references it, else keep the referenced bytes under a version-specific name and
+        repoint every reference to them (one transaction)."""
         if not target.is_file():
             return
         relative = target.relative_to(self.root).as_posix()
-        uris = self.uris(relative, host)
-        found = self.store.object_references(uris)
+        found = self.references(relative)
         if not found:
             return
-        published = [m for m in found if m[2]]
+        published = [r[:3] for r in found if r[2]]
         if published:
             raise ReferencedFileError(relative, published, "overwrite")
         upload_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
@@ -91,39 +102,36 @@ class FilesObjects:
         info = self.index.lookup(relative)
         if info is not None:
             self.index.record(kept, info.sha256, info.size)
-        for uri in uris:
-            parts = urlsplit(uri)
-            folder, _, name = parts.path.rpartition("/")
-            self.store.move_object(uri, f"{parts.scheme}://{parts.netloc}{folder}/{upload_id}/{name}")
+        moves = {}
+        for *_, uri in found:
+            folder, _, name = uri.rpartition("/")
+            moves[uri] = f"{folder}/{upload_id}/{name}"
+        self.store.move_objects(moves)
 
-    def local_path(self, uri: str, host: str | None) -> Path | None:
-        """The file behind a URI of this files server (on ``host``), else None."""
-        parts = urlsplit(uri)
-        if parts.scheme not in ("http", "https") or not host or parts.netloc != host:
-            return None
-        path = unquote(parts.path)
-        if not path.startswith("/files/"):
-            return None
+    def _path(self, uri: str) -> Path | None:
+        """The file of this root a files-server URI names, if there is one."""
+        relative = self._relative(uri)
         try:
-            return resolve_client_path(self.root, path[len("/files/") :])
+            path = resolve_client_path(self.root, relative) if relative else None
         except UnsafePathError:
             return None
+        return path if path is not None and path.is_file() else None
 
-    def delete_own(self, doomed: list[str], host: str | None) -> list[str]:
-        """Delete the doomed objects held here and forget them; return the other URIs
-        (on other storage: the client deletes those)."""
+    def delete_own(self, doomed: list[str]) -> list[str]:
+        """Delete the doomed objects held here that nothing references under any name, and
+        forget them; return the other URIs (on other storage: the client deletes those)."""
         gone, others = [], []
         for uri in doomed:
-            path = self.local_path(uri, host)
+            path = self._path(uri)
             if path is None:
                 others.append(uri)
                 continue
-            with contextlib.suppress(FileNotFoundError):
+            if not self.references(path.relative_to(self.root).as_posix()):
                 path.unlink()
-            self.index.forget(path)
-            with contextlib.suppress(OSError):  # the per-upload folder, when it is empty
-                path.parent.rmdir()
-            gone.append(uri)
+                self.index.forget(path)
+                with contextlib.suppress(OSError):  # the per-upload folder, when it is empty
+                    path.parent.rmdir()
+            gone.append(uri)  # deleted, or one more name of a file another name still uses
         if gone:
             self.store.forget_objects(gone)
         return others

@@ -179,20 +179,28 @@ def forget(conn: sa.Connection, uris: Iterable[str]) -> None:
         conn.execute(sa.delete(o).where(o.c.uri == uri, o.c.state == "doomed"))
 
 
-def references(conn: sa.Connection, uris: Iterable[str]) -> list[tuple[str, str, bool]]:
-    """``(model id, model name, published)`` of every model whose current weights or
-    unpruned versions name one of ``uris``."""
+def references_ending(
+    conn: sa.Connection, suffixes: Iterable[str]
+) -> list[tuple[str, str, bool, str]]:
+    """``(model id, model name, published, uri)`` for every current or unpruned-version URI
+    ending with one of ``suffixes`` (a files server's path under any host name)."""
     m, mv = s.models, s.model_versions
-    wanted = list(dict.fromkeys(uris))
-    if not wanted:
-        return []
-    by_version = sa.select(mv.c.model_seq).where(mv.c.uri.in_(wanted), mv.c.pruned.is_(False))
-    rows = conn.execute(
-        sa.select(m.c.id, m.c.name, m.c.ready)
-        .where(sa.or_(m.c.uri.in_(wanted), m.c.seq.in_(by_version)))
-        .order_by(m.c.seq)
-    ).all()
-    return [(r.id, r.name, bool(r.ready)) for r in rows]
+    found: dict[tuple[str, str], tuple[str, str, bool, str]] = {}
+    for suffix in dict.fromkeys(suffixes):
+        escaped = suffix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        current = conn.execute(
+            sa.select(m.c.id, m.c.name, m.c.ready, m.c.uri).where(
+                m.c.uri.like(f"%{escaped}", escape="\\")
+            )
+        ).all()
+        versions = conn.execute(
+            sa.select(m.c.id, m.c.name, m.c.ready, mv.c.uri)
+            .join(mv, mv.c.model_seq == m.c.seq)
+            .where(mv.c.uri.like(f"%{escaped}", escape="\\"), mv.c.pruned.is_(False))
+        ).all()
+        for row in [*current, *versions]:
+            found[(row[0], row[3])] = (row[0], row[1], bool(row[2]), row[3])
+    return list(found.values())
 
 
 def move_references(conn: sa.Connection, old: str, new: str) -> None:
@@ -306,10 +314,13 @@ class ObjectVerbs:
         with self._write() as conn:
             forget(conn, uris)
 
-    def object_references(self, uris: list[str]) -> list[tuple[str, str, bool]]:
+    def references_ending(self, suffixes: list[str]) -> list[tuple[str, str, bool, str]]:
         with self._read() as conn:
-            return references(conn, uris)
+            return references_ending(conn, suffixes)
 
-    def move_object(self, old: str, new: str) -> None:
+    def move_objects(self, moves: dict[str, str]) -> None:
+        """Repoint every model, version and object record naming a key at its value, in
+        one transaction."""
         with self._write() as conn:
-            move_references(conn, old, new)
+            for old, new in moves.items():
+                move_references(conn, old, new)

@@ -408,6 +408,8 @@ class SqlStore(ObjectVerbs, Backend):
         with self._write() as conn:
             row = self._model_row(conn, model_id, lock=True)
             frozen = sorted(_FROZEN_WHEN_PUBLISHED & set(fields))
+            if fields.get("ready") is False:
+                frozen.append("ready (a published model cannot be unpublished)")
             if row.ready and frozen:
                 raise ModelPublishedError(model_id, row.name, f"change {', '.join(frozen)}")
             if fields.get("uri") and fields["uri"] != row.uri:

@@ -273,7 +273,7 @@ def unarchive_many(call: Call) -> dict[str, Any]:
 def delete_own_objects(call: Call, doomed: list[str]) -> list[str]:
     """Delete the doomed objects this server's files server holds; return the others."""
     files = call.context.get("files")
-    return files.objects.delete_own(doomed, call.context.get("host")) if files else doomed
+    return files.objects.delete_own(doomed) if files else doomed
 
 
 def delete(call: Call) -> dict[str, Any]:
