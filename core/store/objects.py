@@ -54,6 +54,26 @@ def referenced(conn: sa.Connection, uri: str) -> bool:
     return bool(conn.execute(by_model).first() or conn.execute(by_version).first())
 
 
+def _insert(
+    conn: sa.Connection, uri: str, sha256: str | None, size: int | None, owned: bool, state: str
+) -> None:
+    stamp = _now()
+    conn.execute(
+        sa.insert(s.objects).values(
+            uri=uri, sha256=sha256, size=size, owned=owned, state=state,
+            created=stamp, updated=stamp,
+        )
+    )  # fmt: skip
+
+
+def _check_same_bytes(row: sa.Row, sha256: str | None) -> None:
+    if row.sha256 and sha256 and row.sha256 != sha256:
+        raise StorageError(
+            f"{row.uri} is recorded with sha256 {row.sha256}, not {sha256}: versions never "
+            "share a URI unless their bytes are identical"
+        )
+
+
 def _busy(uri: str) -> StorageError:
     return StorageError(
         f"{uri} is being deleted (nothing references it any more); the write is retried "
@@ -71,23 +91,14 @@ def begin_write(conn: sa.Connection, uri: str, sha256: str | None, size: int | N
     """
     row, stamp = _row(conn, uri), _now()
     if row is None:
-        conn.execute(
-            sa.insert(s.objects).values(
-                uri=uri, sha256=sha256, size=size, owned=True, state="pending",
-                created=stamp, updated=stamp,
-            )
-        )  # fmt: skip
+        _insert(conn, uri, sha256, size, owned=True, state="pending")
         return
     if not row.owned:
         raise StorageError(
             f"refusing to write {uri}: an object the registry did not write is stored there "
             "(registered with register_uri or import_model); choose another destination"
         )
-    if row.sha256 and sha256 and row.sha256 != sha256:
-        raise StorageError(
-            f"refusing to write {uri}: it holds other bytes (sha256 {row.sha256}, new "
-            f"{sha256}); versions never share a URI unless their bytes are identical"
-        )
+    _check_same_bytes(row, sha256)
     if row.state == "doomed" and stamp - _aware(row.updated) < ABANDONED_AFTER:
         raise _busy(uri)
     state = "live" if row.state == "live" else "pending"
@@ -108,26 +119,17 @@ def reference(
         StorageError: the object is being deleted (transient: write it again), or the URI
             is recorded with other bytes.
     """
-    row, stamp = _row(conn, uri), _now()
+    row = _row(conn, uri)
     if row is None:
-        conn.execute(
-            sa.insert(s.objects).values(
-                uri=uri, sha256=sha256, size=size, owned=owned, state="live",
-                created=stamp, updated=stamp,
-            )
-        )  # fmt: skip
+        _insert(conn, uri, sha256, size, owned=owned, state="live")
         return
     if row.state == "doomed":
         raise _busy(uri)
-    if row.sha256 and sha256 and row.sha256 != sha256:
-        raise StorageError(
-            f"{uri} is recorded with sha256 {row.sha256}, not {sha256}; versions never share "
-            "a URI unless their bytes are identical"
-        )
+    _check_same_bytes(row, sha256)
     conn.execute(
         sa.update(s.objects)
         .where(s.objects.c.uri == uri)
-        .values(state="live", updated=stamp, sha256=row.sha256 or sha256, size=row.size or size)
+        .values(state="live", updated=_now(), sha256=row.sha256 or sha256, size=row.size or size)
     )
 
 

@@ -17,6 +17,8 @@ import pytest
 pytest.importorskip("starlette", reason="the server needs: pip install 'modelbook[server]'")
 pytest.importorskip("uvicorn", reason="the server needs: pip install 'modelbook[server]'")
 
+import os
+
 import requests
 
 from modelbook.backends.http import HttpBackend
@@ -76,3 +78,44 @@ def backend(server: LiveServer) -> Iterator[HttpBackend]:
     )
     yield backend
     backend.close()
+
+
+#: The clearml SDK's configuration for the flows run against the module's server.
+CLEARML_CONF = """
+api {
+    http { retries { total: 2, connect: 2, read: 2 }, wait_on_maintenance_forever: false }
+}
+sdk {
+    development {
+        store_uncommitted_code_diff: false
+        detect_with_pip_freeze: false
+        log_os_environments: []
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def sdk_env(server, tmp_path_factory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("clearml-home")
+    conf = home / "clearml.conf"
+    conf.write_text(CLEARML_CONF)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CLEARML_", "TRAINS_", "MODELBOOK_"))
+    }
+    env.update(
+        HOME=str(home),
+        CLEARML_CONFIG_FILE=str(conf),
+        CLEARML_API_HOST=server.api_host,
+        CLEARML_WEB_HOST=server.api_host,
+        CLEARML_FILES_HOST=server.files_host,
+        CLEARML_API_ACCESS_KEY=server.access_key,
+        CLEARML_API_SECRET_KEY=server.secret_key,
+        CLEARML_CACHE_DIR=str(home / "cache"),
+        CLEARML_LOG_ENVIRONMENT="",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
+    return env

@@ -24,55 +24,16 @@ from modelbook.records import ModelQuery
 FLOWS = Path(__file__).with_name("clearml_flows.py")
 FLOW_TIMEOUT = 180
 
-CLEARML_CONF = """
-api {
-    http { retries { total: 2, connect: 2, read: 2 }, wait_on_maintenance_forever: false }
-}
-sdk {
-    development {
-        store_uncommitted_code_diff: false
-        detect_with_pip_freeze: false
-        log_os_environments: []
-    }
-}
-"""
-
-
-@pytest.fixture(scope="module")
-def sdk_env(server, tmp_path_factory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("clearml-home")
-    conf = home / "clearml.conf"
-    conf.write_text(CLEARML_CONF)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CLEARML_", "TRAINS_", "MODELBOOK_"))
-    }
-    env.update(
-        HOME=str(home),
-        CLEARML_CONFIG_FILE=str(conf),
-        CLEARML_API_HOST=server.api_host,
-        CLEARML_WEB_HOST=server.api_host,
-        CLEARML_FILES_HOST=server.files_host,
-        CLEARML_API_ACCESS_KEY=server.access_key,
-        CLEARML_API_SECRET_KEY=server.secret_key,
-        CLEARML_CACHE_DIR=str(home / "cache"),
-        CLEARML_LOG_ENVIRONMENT="",
-        NO_PROXY="127.0.0.1,localhost",
-        no_proxy="127.0.0.1,localhost",
-    )
-    return env
-
-
-def run_flow(env: dict[str, str], cwd: Path, *args: str) -> dict:
-    """Run one flow; return its FLOW_RESULT, failing with its output if it has none.
+def run_flow(env: dict[str, str], cwd: Path, *args: str, flows: Path = FLOWS) -> dict:
+    """Run one flow of ``flows``; return its FLOW_RESULT, failing with its output if it has
+    none.
 
     The script is copied out of this repository first: the SDK analyses the git repository
     and the imports of the script's folder, which inside this checkout (with its .venv)
     takes minutes.
     """
     script = cwd / "flow_script.py"
-    shutil.copyfile(FLOWS, script)
+    shutil.copyfile(flows, script)
     proc = subprocess.run(
         [sys.executable, str(script), *args],
         env=env,

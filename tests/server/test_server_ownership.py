@@ -493,42 +493,14 @@ def sdk_machinery() -> Any:
     return test_server_clearml_sdk
 
 
-@pytest.fixture(scope="module")
-def sdk_env(sdk_machinery, server, tmp_path_factory) -> dict[str, str]:
-    """The CLEARML_* environment of test_server_clearml_sdk.py, for this module's server."""
-    home = tmp_path_factory.mktemp("clearml-home")
-    conf = home / "clearml.conf"
-    conf.write_text(sdk_machinery.CLEARML_CONF)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CLEARML_", "TRAINS_", "MODELBOOK_"))
-    }
-    env.update(
-        HOME=str(home),
-        CLEARML_CONFIG_FILE=str(conf),
-        CLEARML_API_HOST=server.api_host,
-        CLEARML_WEB_HOST=server.api_host,
-        CLEARML_FILES_HOST=server.files_host,
-        CLEARML_API_ACCESS_KEY=server.access_key,
-        CLEARML_API_SECRET_KEY=server.secret_key,
-        CLEARML_CACHE_DIR=str(home / "cache"),
-        CLEARML_LOG_ENVIRONMENT="",
-        NO_PROXY="127.0.0.1,localhost",
-        no_proxy="127.0.0.1,localhost",
-    )
-    return env
-
-
 def test_sdk_reuploading_the_same_file_name_keeps_every_version(
-    sdk_machinery, sdk_env, server, auth, backend, tmp_path, monkeypatch
+    sdk_machinery, sdk_env, server, auth, backend, tmp_path
 ) -> None:
     script = tmp_path / "same_name_flow.py"
     script.write_text(SAME_NAME_FLOW)
-    monkeypatch.setattr(sdk_machinery, "FLOWS", script)  # run_flow runs this script
     work = tmp_path / "work"
     work.mkdir()
-    result = sdk_machinery.run_flow(sdk_env, work, "same_name", str(work))
+    result = sdk_machinery.run_flow(sdk_env, work, "same_name", str(work), flows=script)
     first, second = result["digests"]
     assert first != second
     # the SDK's habit: both uploads go to the same name
