@@ -143,6 +143,10 @@ class PruneResult:
         pruned: version numbers marked pruned.
         doomed: URIs of objects nothing references any more, whose bytes are to be deleted.
         kept: ``{version: why}`` for the older versions that were protected.
+
+    Example:
+        >>> PruneResult(pruned=[1, 2], kept={3: "the best version by the monitored metric"}).pruned
+        [1, 2]
     """
 
     pruned: list[int] = field(default_factory=list)
@@ -158,6 +162,10 @@ class GcResult:
         doomed: URIs of owned objects nothing references, whose bytes are to be deleted.
         partials: temporary files of uploads a crash left behind (removed by the backend
             itself unless ``dry_run``).
+
+    Example:
+        >>> GcResult(doomed=["file:///store/blobs/ab/ab12/w.pt"]).partials
+        []
     """
 
     doomed: list[str] = field(default_factory=list)

@@ -36,7 +36,12 @@ log = logging.getLogger("modelbook")
 
 @dataclass(frozen=True)
 class Deleted:
-    """What a deletion removed, and what it could not (retried by ``modelbook gc``)."""
+    """What a deletion removed, and what it could not (retried by ``modelbook gc``).
+
+    Example:
+        >>> Deleted(removed=["file:///b/w.pt"], failed={"s3://x/w.pt": "timed out"}).failed
+        {'s3://x/w.pt': 'timed out'}
+    """
 
     removed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
@@ -68,7 +73,12 @@ def remove_model(backend: Backend, model_id: str, delete_weights: bool = True) -
 
 @dataclass(frozen=True)
 class PruneReport(PruneResult):
-    """:class:`PruneResult`, plus the objects whose deletion failed."""
+    """:class:`PruneResult`, plus the objects whose deletion failed.
+
+    Example:
+        >>> PruneReport(pruned=[1], doomed=["file:///b/w.pt"]).failed
+        {}
+    """
 
     failed: dict[str, str] = field(default_factory=dict)
 

@@ -34,7 +34,12 @@ from modelbook.store.sql import SqlStore
 
 
 class ReferencedFileError(Exception):
-    """The file is referenced by a model: the request would destroy its bytes."""
+    """The file is referenced by a model: the request would destroy its bytes.
+
+    Example:
+        >>> str(ReferencedFileError("p/m.pt", [("abc", "resnet", True)], "delete"))
+        "cannot delete 'p/m.pt': model abc ('resnet') references it and is published (read-only)"
+    """
 
     def __init__(self, path: str, models: list[tuple[str, str, bool]], what: str) -> None:
         model_id, name, _ = models[0]
@@ -56,6 +61,13 @@ class FilesObjects:
         store: the registry store.
         root: the files root folder.
         index: the files server's sha256/size index.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> objects = FilesObjects(SqlStore("sqlite://"), root, StoredIndex(root))
+        >>> objects.references("proj/task.1/models/m.pt")  # no model names it
+        []
     """
 
     def __init__(self, store: SqlStore, root: Path, index: StoredIndex) -> None:

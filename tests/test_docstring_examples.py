@@ -7,7 +7,8 @@ import failure fails. The examples (module, class, function and method docstring
 ``doctest.DocTestFinder`` finds them) run with doctest's default options in a fresh
 ``MODELBOOK_HOME`` and working folder, with no network but the loopback addresses.
 
-Separately, every public class of a public module should show an example in its own docstring.
+Separately, every public class of a public module shows an example in its own docstring (the
+classes that had none when the check came in are listed, and the list only shrinks).
 """
 
 from __future__ import annotations
@@ -220,13 +221,71 @@ CLASSES_WITHOUT_EXAMPLE = sorted(
 )  # fmt: skip
 
 
-@pytest.mark.xfail(
-    bool(CLASSES_WITHOUT_EXAMPLE),
-    reason=f"{len(CLASSES_WITHOUT_EXAMPLE)} public classes have no docstring example yet: "
-    + ", ".join(CLASSES_WITHOUT_EXAMPLE),
-    strict=False,
+#: Public classes that had no example when this check came in (exceptions, plain records,
+#: server internals). The list only shrinks: a new class needs an example, and a class given
+#: one must leave the list.
+KNOWN_WITHOUT_EXAMPLE = frozenset(
+    {
+        "modelbook.backends.api_client.ApiClient",
+        "modelbook.backends.base.Backend",
+        "modelbook.errors.BlobCorruptedError",
+        "modelbook.errors.ConfigurationError",
+        "modelbook.errors.InvalidArgumentError",
+        "modelbook.errors.ModelNotFoundError",
+        "modelbook.errors.ModelPublishedError",
+        "modelbook.errors.ModelbookError",
+        "modelbook.errors.NotFoundError",
+        "modelbook.errors.ProjectNotFoundError",
+        "modelbook.errors.RegistryError",
+        "modelbook.errors.StorageError",
+        "modelbook.errors.TagFilterError",
+        "modelbook.errors.TaskNotFoundError",
+        "modelbook.errors.UploadError",
+        "modelbook.errors.WeightsArgumentError",
+        "modelbook.errors.WeightsFileNotFoundError",
+        "modelbook.integrations.monitor.Decision",
+        "modelbook.integrations.monitor.MetricNotFoundError",
+        "modelbook.integrations.monitor.MonitorWarning",
+        "modelbook.integrations.monitor.Reason",
+        "modelbook.model.BaseModel",
+        "modelbook.records.ModelQuery",
+        "modelbook.records.ModelRecord",
+        "modelbook.records.ModelVersionRecord",
+        "modelbook.records.ProjectRecord",
+        "modelbook.records.TaskModelEntry",
+        "modelbook.records.TaskRecord",
+        "modelbook.server.api.Api",
+        "modelbook.server.credentials.Credentials",
+        "modelbook.server.credentials.Identity",
+        "modelbook.server.credentials.SettingsStore",
+        "modelbook.server.envelope.ApiError",
+        "modelbook.server.files.FilesError",
+        "modelbook.server.files.FilesServer",
+        "modelbook.server.paths.UnsafePathError",
+        "modelbook.server.services.call.Call",
+        "modelbook.server.stored.StoredFile",
+        "modelbook.server.stored.StoredIndex",
+        "modelbook.server.testing.LiveServer",
+        "modelbook.server.tokens.TokenService",
+        "modelbook.storage.base.StorageDriver",
+        "modelbook.storage.base.StoredObject",
+        "modelbook.storage.local.LocalDriver",
+        "modelbook.storage.s3.S3Location",
+        "modelbook.storage.s3.SourceChangedError",
+        "modelbook.storage.spool.Job",
+        "modelbook.storage.spool.Spool",
+        "modelbook.store.tagfilter.TagFilter",
+        "modelbook.task.ModelList",
+        "modelbook.task.TaskModels",
+        "modelbook.uploads.UploadQueue",
+    }
 )
+
+
 def test_every_public_class_shows_an_example() -> None:
-    assert not CLASSES_WITHOUT_EXAMPLE, "public classes without a docstring example:\n" + "\n".join(
-        CLASSES_WITHOUT_EXAMPLE
+    new = sorted(set(CLASSES_WITHOUT_EXAMPLE) - KNOWN_WITHOUT_EXAMPLE)
+    assert not new, "public classes without a docstring example:\n" + "\n".join(new)
+    done = sorted(KNOWN_WITHOUT_EXAMPLE - set(CLASSES_WITHOUT_EXAMPLE))
+    assert not done, "these have an example (or are gone) now; drop them from the list:\n" + (
+        "\n".join(done)
     )

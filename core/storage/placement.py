@@ -13,12 +13,6 @@ bytes are identical, and a retried upload lands on the same URI:
 
 The user's file name is kept last: loaders look at extensions.
 
-Example:
-    >>> d = Destination.for_task("s3://bucket/prefix/", "clearml", "vision", "run", "abc")
-    >>> d.object_uri(None, "model.pt", "0001-ab12")
-    's3://bucket/prefix/vision/run.abc/models/0001-ab12/model.pt'
-    >>> Destination("file:///m/blobs", "content").object_uri("ab" * 32, "w.pt", "0001-ab12")
-    'file:///m/blobs/ab/abababababababababababababababababababababababababababababababab/w.pt'
 """
 
 from __future__ import annotations
@@ -51,6 +45,13 @@ class Destination:
         root: the destination folder's URI, no trailing slash.
         layout: ``"content"`` or ``"clearml"``.
         folder: for ``clearml``, ``<project>/<task name>.<task id>/models``.
+
+    Example:
+        >>> d = Destination.for_task("s3://bucket/prefix/", "clearml", "vision", "run", "abc")
+        >>> d.object_uri(None, "model.pt", "0001-ab12")
+        's3://bucket/prefix/vision/run.abc/models/0001-ab12/model.pt'
+        >>> Destination("file:///m/blobs", "content").object_uri("ab" * 32, "w.pt", "0001-ab12")
+        'file:///m/blobs/ab/abababababababababababababababababababababababababababababababab/w.pt'
     """
 
     root: str

@@ -274,7 +274,15 @@ def choose_prunable(
 
 class ObjectVerbs:
     """The store's ownership verbs (see :class:`~modelbook.backends.base.Backend`), each one
-    transaction; mixed into :class:`~modelbook.store.sql.SqlStore`."""
+    transaction; mixed into :class:`~modelbook.store.sql.SqlStore`.
+
+    Example:
+        >>> from modelbook.store.sql import SqlStore
+        >>> store = SqlStore("sqlite://")
+        >>> store.begin_object_write("file:///out/01-ab12/w.pt", "ab" * 32, 3)  # before writing
+        >>> store.collect_garbage(pending_grace=0).doomed  # nothing ever referenced it
+        ['file:///out/01-ab12/w.pt']
+    """
 
     _write: Callable[[], AbstractContextManager[sa.Connection]]
     _read: Callable[[], AbstractContextManager[sa.Connection]]
