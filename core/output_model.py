@@ -361,7 +361,7 @@ class OutputModel(BaseModel):
             raise InvalidArgumentError(f"target_filename must be a plain file name, got {target!r}")
         staged = self._queue().spool.owns(path)
         handed_over = auto_delete_file and self._upload_uri is not None and path.is_file()
-        move = staged or (handed_over and not _registry_file(path))
+        move = staged or (handed_over and not self._registry_file(path))
         prefix = f"snapshot {weights_filename} stored\n" if update_comment else None
         destination = self._destination()
         job = self._submit(path, move, target, None, iteration, prefix, is_package, metadata,
@@ -370,6 +370,16 @@ class OutputModel(BaseModel):
         if destination.needs_digest and job.sha256 is None:
             return None  # type: ignore[return-value]  # a staged file: hashed by the worker
         return destination.object_uri(job.sha256, target, job.id)
+
+    def _registry_file(self, path: Path) -> bool:
+        """A file that belongs to a registry (the modelbook home, a stored object handed out
+        in place by ``get_local_copy``, or a user file a model is registered on): copied,
+        never moved away."""
+        resolved = path.resolve()
+        if resolved.is_relative_to(config.home().resolve()) or is_object_path(resolved):
+            return True
+        names = dict.fromkeys([to_uri(path), to_uri(resolved)])  # as registered, and resolved
+        return any(self._be.is_referenced(name) for name in names)
 
     def staging_path(self, filename: str) -> Path:
         """A fresh path to save weights to; ``update_weights`` then moves the file into the
@@ -527,13 +537,6 @@ def check_weights_path(weights: str | os.PathLike[str] | None) -> Path:
                 "folder, a checkpoint folder)"
             )
     return path
-
-
-def _registry_file(path: Path) -> bool:
-    """A file that belongs to a registry (the modelbook home, or a stored object handed
-    out in place by ``get_local_copy``): copied, never moved away."""
-    resolved = path.resolve()
-    return resolved.is_relative_to(config.home().resolve()) or is_object_path(resolved)
 
 
 def check_destination(uri: str) -> str:

@@ -188,6 +188,10 @@ class Backend(ABC):
         temporary files."""
 
     @abstractmethod
+    def is_referenced(self, uri: str) -> bool:
+        """Whether a model's current weights or an unpruned version name ``uri``."""
+
+    @abstractmethod
     def forget_objects(self, uris: list[str]) -> None:
         """Drop the records of doomed objects whose bytes were deleted."""
 

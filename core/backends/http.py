@@ -337,6 +337,9 @@ class HttpBackend(Backend):
         return GcResult(doomed=list(data.get("doomed") or []),
                         partials=list(data.get("partials") or []))  # fmt: skip
 
+    def is_referenced(self, uri: str) -> bool:
+        return bool(self._call("storage.referenced", {"uri": uri}).get("referenced"))
+
     def forget_objects(self, uris: list[str]) -> None:
         if uris:
             self._call("storage.forget", {"uris": list(uris)})

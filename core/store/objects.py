@@ -46,12 +46,18 @@ def _row(conn: sa.Connection, uri: str) -> sa.Row | None:
     return conn.execute(sa.select(s.objects).where(s.objects.c.uri == uri)).first()
 
 
-def referenced(conn: sa.Connection, uri: str) -> bool:
-    """Whether a model's current weights or an unpruned version name ``uri``."""
+def referenced(
+    conn: sa.Connection, uri: str, ignoring: tuple[int, list[int]] | None = None
+) -> bool:
+    """Whether a model's current weights or an unpruned version name ``uri``; ``ignoring``
+    ``(model seq, versions)`` counts those versions as pruned already (a dry run)."""
     m, mv = s.models, s.model_versions
     by_model = sa.select(m.c.seq).where(m.c.uri == uri).limit(1)
-    by_version = sa.select(mv.c.model_seq).where(mv.c.uri == uri, mv.c.pruned.is_(False)).limit(1)
-    return bool(conn.execute(by_model).first() or conn.execute(by_version).first())
+    by_version = sa.select(mv.c.model_seq).where(mv.c.uri == uri, mv.c.pruned.is_(False))
+    if ignoring is not None:
+        seq, versions = ignoring
+        by_version = by_version.where(~((mv.c.model_seq == seq) & mv.c.version.in_(versions)))
+    return bool(conn.execute(by_model).first() or conn.execute(by_version.limit(1)).first())
 
 
 def _insert(
@@ -94,6 +100,8 @@ def begin_write(conn: sa.Connection, uri: str, sha256: str | None, size: int | N
         _insert(conn, uri, sha256, size, owned=True, state="pending")
         return
     if not row.owned:
+        if sha256 and row.sha256 == sha256:
+            return  # these very bytes, kept for good: referenced again, never rewritten
         raise StorageError(
             f"refusing to write {uri}: an object the registry did not write is stored there "
             "(registered with register_uri or import_model); choose another destination"
@@ -101,9 +109,10 @@ def begin_write(conn: sa.Connection, uri: str, sha256: str | None, size: int | N
     _check_same_bytes(row, sha256)
     if row.state == "doomed" and stamp - _aware(row.updated) < ABANDONED_AFTER:
         raise _busy(uri)
-    state = "live" if row.state == "live" else "pending"
+    # pending again: a writer is about to reference it, so losing its other references
+    # must not doom it meanwhile (gc collects it after the grace period if the writer died)
     conn.execute(
-        sa.update(s.objects).where(s.objects.c.uri == uri).values(state=state, updated=stamp)
+        sa.update(s.objects).where(s.objects.c.uri == uri).values(state="pending", updated=stamp)
     )
 
 
@@ -133,20 +142,35 @@ def reference(
     )
 
 
-def doom_unreferenced(conn: sa.Connection, uris: Iterable[str], disown: bool = False) -> list[str]:
-    """Mark the owned objects among ``uris`` that nothing references any more as doomed;
-    return them (their bytes may be deleted once this transaction commits). With
-    ``disown`` they are recorded as not the registry's instead: kept forever."""
+def doom_unreferenced(
+    conn: sa.Connection, uris: Iterable[str], ignoring: tuple[int, list[int]] | None = None
+) -> list[str]:
+    """Mark the owned, live objects among ``uris`` that nothing references any more as
+    doomed; return them (their bytes may be deleted once this transaction commits). A
+    pending object (a writer is about to reference it) is left to gc. With ``ignoring``
+    nothing is changed: the objects that pruning those versions would doom are returned."""
     doomed = []
     for uri in dict.fromkeys(u for u in uris if u):
         row = _row(conn, uri)
-        if row is None or not row.owned or row.state == "doomed" or referenced(conn, uri):
+        if row is None or not row.owned or row.state != "live":
             continue
-        where = s.objects.c.uri == uri
-        change = {"owned": False} if disown else {"state": "doomed"}
-        conn.execute(sa.update(s.objects).where(where).values(**change, updated=_now()))
+        if referenced(conn, uri, ignoring):
+            continue
+        if ignoring is None:
+            where = s.objects.c.uri == uri
+            conn.execute(sa.update(s.objects).where(where).values(state="doomed", updated=_now()))
         doomed.append(uri)
-    return [] if disown else doomed
+    return doomed
+
+
+def disown(conn: sa.Connection, uris: Iterable[str]) -> None:
+    """Record the owned objects among ``uris`` as not the registry's: kept for good, even
+    when other models reference them and later let go."""
+    o = s.objects
+    for uri in dict.fromkeys(u for u in uris if u):
+        conn.execute(
+            sa.update(o).where(o.c.uri == uri, o.c.state != "doomed").values(owned=False)
+        )
 
 
 def garbage(conn: sa.Connection, pending_grace: timedelta, dry_run: bool) -> list[str]:
@@ -299,10 +323,10 @@ class ObjectVerbs:
                 raise ModelPublishedError(model_id, row.name, "prune the versions")
             versions = self._versions(conn, row)
             prunable, kept = choose_prunable(versions, row.uri, keep_last)
-            if dry_run or not prunable:  # a dry run estimates: the bytes only these name
-                named = dict.fromkeys(v.uri for v in versions if v.version in prunable)
-                doomed = [u for u in named if dry_run and u != row.uri]
-                return PruneResult(pruned=prunable, doomed=doomed, kept=kept)
+            if dry_run or not prunable:  # what pruning would doom, changing nothing
+                uris = [v.uri for v in versions if v.version in prunable]
+                doomed = doom_unreferenced(conn, uris, ignoring=(row.seq, prunable))
+                return PruneResult(pruned=prunable, doomed=doomed if dry_run else [], kept=kept)
             conn.execute(
                 sa.update(mv)
                 .where(mv.c.model_seq == row.seq, mv.c.version.in_(prunable))
@@ -323,6 +347,10 @@ class ObjectVerbs:
     def forget_objects(self, uris: list[str]) -> None:
         with self._write() as conn:
             forget(conn, uris)
+
+    def is_referenced(self, uri: str) -> bool:
+        with self._read() as conn:
+            return referenced(conn, uri)
 
     def references_ending(self, suffixes: list[str]) -> list[tuple[str, str, bool, str]]:
         with self._read() as conn:

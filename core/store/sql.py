@@ -519,7 +519,10 @@ class SqlStore(ObjectVerbs, Backend):
                 conn.execute(sa.delete(table).where(table.c.model_seq == row.seq))
             conn.execute(sa.delete(s.task_models).where(s.task_models.c.model == model_id))
             conn.execute(sa.delete(s.models).where(s.models.c.seq == row.seq))
-            return objects.doom_unreferenced(conn, uris, disown=not delete_objects)
+            if not delete_objects:
+                objects.disown(conn, uris)
+                return []
+            return objects.doom_unreferenced(conn, uris)
 
     @staticmethod
     def _write_metadata(

@@ -6,6 +6,7 @@
   references (those this files server holds are deleted here; ``doomed`` lists the others,
   for the client to delete) and partial uploads a crash left in the files server.
 * ``storage.forget`` ``{uris}``: the client deleted these doomed objects' bytes.
+* ``storage.referenced`` ``{uri}`` → ``{referenced}``: whether a model or version names it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def gc(call: Call) -> dict[str, Any]:
     }
 
 
+def referenced(call: Call) -> dict[str, Any]:
+    return {"referenced": call.store.is_referenced(call.string("uri", required=True) or "")}
+
+
 def forget(call: Call) -> dict[str, Any]:
     call.store.forget_objects(call.string_list("uris") or [])
     return {"forgotten": True}
@@ -47,4 +52,5 @@ ENDPOINTS: dict[str, Handler] = {
     "storage.begin_write": begin_write,
     "storage.gc": gc,
     "storage.forget": forget,
+    "storage.referenced": referenced,
 }
