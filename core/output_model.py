@@ -222,6 +222,24 @@ class OutputModel(BaseModel):
         return self._id  # type: ignore[return-value]
 
     # -- ClearML surface ------------------------------------------------------------------
+    def publish(self) -> None:
+        """Publish the model with the weights last given to ``update_weights``: waits (up to
+        the upload timeout) until they are stored, then makes the model read-only.
+
+        Raises:
+            UploadError: its weights are still uploading after the upload timeout.
+        """
+        timeout = config.upload_timeout()
+        left = self._queue().wait(timeout, model_key=self._key)
+        if left:
+            raise UploadError(
+                f"cannot publish model {self.id}: {len(left)} upload(s) of its weights still "
+                f"pending after {timeout:.0f} s ({left[-1].last_error or 'waiting'}); they "
+                "resume in the background: publish once OutputModel.wait_for_uploads() is done"
+            )
+        self._record = None  # the queued versions changed it
+        super().publish()
+
     def connect(self, task: Task, name: str | None = None, **_: Any) -> None:
         """Connect to the owning task under the entry ``name``."""
         if task.id != self._task.id:

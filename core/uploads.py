@@ -129,13 +129,14 @@ class UploadQueue:
     def pending(self) -> list[Job]:
         return [j for j in self.spool.pending() if j.registry == self.registry]
 
-    def wait(self, timeout: float | None) -> list[Job]:
-        """Wait until no job is pending or ``timeout`` seconds passed; return those left."""
+    def wait(self, timeout: float | None, model_key: str | None = None) -> list[Job]:
+        """Wait until no job (of the model ``model_key``, if given) is pending or ``timeout``
+        seconds passed; return those left."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self.kick()
         with self._cond:
             while True:
-                left = self.pending()
+                left = [j for j in self.pending() if model_key in (None, j.model_key)]
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if not left or (remaining is not None and remaining <= 0):
                     return left

@@ -380,6 +380,9 @@ class SqlStore(ObjectVerbs, Backend):
         if not values.get("name"):
             values["name"] = f"Anonymous model {stamp:%Y-%m-%d %H:%M:%S}"
         with self._write() as conn:
+            if values.get("uri"):  # weights registered from elsewhere: recorded, never ours
+                objects.reference(conn, values["uri"], values.get("sha256"), values.get("size"),
+                                  owned=False)  # fmt: skip
             inserted = conn.execute(sa.insert(s.models).values(**values)).inserted_primary_key
             seq = inserted[0] if inserted is not None else self._model_row(conn, model_id).seq
             self._write_tags(conn, seq, "u", tags)

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from modelbook.backends.embedded import EmbeddedBackend
 from modelbook.records import ModelQuery
 from modelbook.store import schema as s
+from modelbook.store.query import order, where
 from modelbook.store.sql import new_id, now
 
 N = 100_000
@@ -69,8 +70,8 @@ def test_queries_use_indexes(big_store: tuple[EmbeddedBackend, str], kind: str) 
     query = ModelQuery(projects=[project], system_tags=["-archived"], limit=5, **QUERIES[kind])
     stmt = (
         sa.select(s.models)
-        .where(*store._where(query))
-        .order_by(*store._order(query.order_by))
+        .where(*where(query))
+        .order_by(*order(query.order_by))
         .limit(5)
     )
     sql = str(stmt.compile(store.engine, compile_kwargs={"literal_binds": True}))

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from modelbook.backends.base import Backend
-from modelbook.records import ModelQuery
+from modelbook.records import ModelQuery, to_metadata
 
 
 def scenario(b: Backend) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def scenario(b: Backend) -> dict[str, Any]:
     task = b.update_task(task.id, hyperparams={"Args": {"lr": "0.2"}}, last_iteration=2)
     model = b.create_model(
         name="m1", project=project.id, task=task.id, tags=["demo"], framework="PyTorch",
-        labels={"cat": 1}, design="d", metadata={"acc": ("0.9", "float")},
+        labels={"cat": 1}, design="d", metadata=to_metadata({"acc": 0.9}),
     )  # fmt: skip
     b.create_model(name="m2", project=project.id, tags=["demo", "TF"])
     b.create_model(name="m3", project=project.id, tags=["other"], system_tags=["archived"])
@@ -36,9 +36,9 @@ def scenario(b: Backend) -> dict[str, Any]:
     )
     model = b.add_model_version(
         model.id, uri="http://files/m1b.pt", sha256="b" * 64, size=4, iteration=9,
-        framework="PyTorch", is_package=True, metadata={"stage": ("b", "str")},
+        framework="PyTorch", is_package=True, metadata=to_metadata({"stage": "b"}),
     )  # fmt: skip
-    model = b.set_model_metadata(model.id, {"loss": ("0.1", "float")})
+    model = b.set_model_metadata(model.id, to_metadata({"loss": 0.1}))
     model = b.update_model(model.id, ready=True, add_system_tags=["x"])
     model = b.update_model(model.id, remove_system_tags=["x"], comment="final")
     q = ModelQuery(projects=[project.id])

@@ -10,6 +10,7 @@ import pytest
 from server_scenario import comparable, scenario
 
 from modelbook.backends.http import HttpBackend
+from modelbook.records import to_metadata
 from modelbook.server.testing import live_server, postgres_bin_dir, temporary_postgres
 from modelbook.store.sql import SqlStore
 
@@ -83,7 +84,7 @@ def test_server_on_postgres(fresh_postgres, tmp_path) -> None:
             def writer(n: int) -> None:
                 try:
                     for i in range(10):
-                        backend.set_model_metadata(model.id, {f"w{n}-{i}": (str(i), "int")})
+                        backend.set_model_metadata(model.id, to_metadata({f"w{n}-{i}": i}))
                         backend.update_model(model.id, add_system_tags=[f"s{n}"])
                 except BaseException as exc:
                     errors.append(exc)
