@@ -383,7 +383,7 @@ class OutputModel(BaseModel):
         prefix = f"snapshot {weights_filename} stored\n" if update_comment else None
         destination = self._destination()
         job = self._submit(path, move, target, None, iteration, prefix, is_package, metadata,
-                           wait=not async_enable,
+                           wait=not async_enable, destination=destination,
                            hash_now=destination.needs_digest and not staged)  # fmt: skip
         if destination.needs_digest and job.sha256 is None:
             return None  # type: ignore[return-value]  # a staged file: hashed by the worker
@@ -430,6 +430,7 @@ class OutputModel(BaseModel):
         metadata: Mapping[str, Any] | None,
         wait: bool,
         hash_now: bool = True,
+        destination: Destination | None = None,
     ) -> Job:
         """Queue one registration; ``hash_now`` hashes the file while it is snapshotted (the
         content layout names objects by their sha256, so the URI is then known at once)."""
@@ -438,7 +439,7 @@ class OutputModel(BaseModel):
         job = Job(
             id=Job.new_id(), model_key=self._key, registry=self._queue().registry,
             model_id=self._id, create=None if self._id else self._create_spec(entry),
-            destination=self._destination().to_json(), filename=target,
+            destination=(destination or self._destination()).to_json(), filename=target,
             register_uri=register_uri, iteration=iteration, comment_prefix=comment_prefix,
             framework=None if self._known().framework else Framework.infer(target),
             is_package=is_package, metadata=to_metadata(metadata) or None,
