@@ -20,6 +20,7 @@ import ipaddress
 import os
 import pkgutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -163,6 +164,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("MODELBOOK_HOME", str(home))
     monkeypatch.setenv("CLEARML_CONFIG_FILE", str(tmp_path / "no-clearml.conf"))
     monkeypatch.chdir(tmp_path)
+    scratch = tmp_path / "tmp"  # the examples' tempfile.mkdtemp() folders land here
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     modelbook.configure(home=home)
     Task._current = None
     try:
