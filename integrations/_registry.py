@@ -9,8 +9,11 @@ registry or storage failure into a warning: training never stops because of it.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +24,6 @@ from typing import Any, TypeVar
 import modelbook
 from modelbook import Model, OutputModel, Task, config, validate
 from modelbook.errors import (
-    ConfigurationError,
     InvalidArgumentError,
     ModelbookError,
     ModelNotFoundError,
@@ -31,6 +33,9 @@ from modelbook.output_model import check_destination
 from modelbook.records import Metadata, to_metadata
 
 T = TypeVar("T")
+log = logging.getLogger("modelbook")
+#: The project of a task a callback creates when it is given nothing to name one.
+DEFAULT_PROJECT = "Untitled"
 
 
 class RegistryWarning(UserWarning):
@@ -183,15 +188,18 @@ class Registrar:
         """Training starts: resolve the task, record ``hparams``, and adopt the model (and
         its best value, into ``monitor``) that an earlier session of this run registered.
 
-        Raises:
-            ConfigurationError: there is no task and nothing to create one from.
+        With no task and nothing to name one, a task named after the script is created in
+        the project ``MODELBOOK_PROJECT`` (default "Untitled"), and one log line says so.
         """
         if not (self._task or self.task_id or Task.current_task()
                 or self.project_name or self.task_name):  # fmt: skip
-            raise ConfigurationError(
-                f"{self.owner} has no task to register models on: pass task=, or "
-                "project_name=/task_name= to create one, or call Task.init() before training"
-            )
+            self.project_name = os.environ.get("MODELBOOK_PROJECT") or DEFAULT_PROJECT
+            self.task_name = Path(sys.argv[0] or "training").stem or "training"
+            log.warning(
+                "%s: no task given; registering models on a new task %r in project %r (pass "
+                "task=, project_name=/task_name=, or set MODELBOOK_PROJECT to choose)",
+                self.owner, self.task_name, self.project_name,
+            )  # fmt: skip
         self._finished = False
         ok, task = self.attempt("find or create the task", self._resolve_task)
         if not ok or task is None:
