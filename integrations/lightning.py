@@ -5,22 +5,26 @@ validation run of ``fit`` (not during the sanity check, ``validate`` or ``test``
 broadcast, so every rank agrees; weights are gathered collectively and only rank zero talks to
 the registry. The callback's state rides in Lightning's checkpoints, so ``fit(ckpt_path=...)``
 continues the same model and never registers a worse one.
+
+It works with either Lightning package: the unified ``lightning`` (``lightning.pytorch``) or the
+classic ``pytorch_lightning``. With both installed, ``ModelbookCallback`` is a ``Callback`` of
+both, so a ``Trainer`` of either accepts it, and each version records the package of the
+``Trainer`` that trained it (metadata ``framework``: "lightning" or "pytorch_lightning").
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 try:
-    import lightning
     import torch
-    from lightning.pytorch import Callback, LightningModule, Trainer
-    from lightning.pytorch.trainer.states import TrainerFn
-except ImportError as exc:  # pragma: no cover - exercised without lightning installed
+except ImportError as exc:  # pragma: no cover - exercised without torch installed
     raise ImportError(
-        "modelbook.integrations.lightning needs Lightning: pip install 'modelbook[lightning]'"
+        "modelbook.integrations.lightning needs Lightning: pip install 'modelbook[lightning]' "
+        "(or 'modelbook[pytorch-lightning]')"
     ) from exc
 
 from modelbook import Framework
@@ -36,8 +40,66 @@ __all__ = ["ModelbookCallback"]
 T = TypeVar("T")
 
 
-class ModelbookCallback(SharedCallback, Callback):
+class _Package(NamedTuple):
+    """One installed Lightning package, as the callback needs it."""
+
+    name: str  # the import name, recorded as the metadata's "framework"
+    version: str
+    callback: type
+    trainer: type
+    fitting: Any  # its TrainerFn.FITTING
+
+
+def _load(name: str, module: str) -> _Package:
+    """``name`` (``module`` holds its Trainer), or ImportError when it is not installed."""
+    root = importlib.import_module(name)
+    pl = importlib.import_module(module)
+    states = importlib.import_module(f"{module}.trainer.states")
+    return _Package(name, root.__version__, pl.Callback, pl.Trainer, states.TrainerFn.FITTING)
+
+
+def _installed() -> tuple[_Package, ...]:
+    packages, errors = [], []
+    for name, module in [("lightning", "lightning.pytorch"), ("pytorch_lightning",) * 2]:
+        try:
+            packages.append(_load(name, module))
+        except ImportError as exc:
+            errors.append(exc)
+    if not packages:
+        raise ImportError(
+            "modelbook.integrations.lightning needs Lightning: pip install 'modelbook[lightning]' "
+            "(or 'modelbook[pytorch-lightning]')"
+        ) from errors[0]
+    return tuple(packages)
+
+
+_PACKAGES = _installed()  # "lightning" first: the default where nothing says which
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Callback as _Callback
+    from lightning.pytorch import LightningModule, Trainer
+elif len(_PACKAGES) == 1:
+    _Callback = _PACKAGES[0].callback
+else:
+    # Each Trainer checks its callbacks with isinstance against its own package's Callback: one
+    # class deriving from both is accepted by either (their hooks are all no-op defaults).
+    _Callback = type("_Callback", tuple(p.callback for p in _PACKAGES), {"__module__": __name__})
+
+
+def _package(trainer: Trainer) -> _Package:
+    """The installed package ``trainer`` comes from."""
+    return next((p for p in _PACKAGES if isinstance(trainer, p.trainer)), _PACKAGES[0])
+
+
+def _fitting(trainer: Trainer) -> bool:
+    return bool(trainer.state.fn == _package(trainer).fitting)
+
+
+class ModelbookCallback(SharedCallback, _Callback):
     """Registers the best model as a modelbook ``OutputModel`` while Lightning trains.
+
+    A ``Callback`` of ``lightning.pytorch`` and of ``pytorch_lightning``, whichever are
+    installed: one instance fits a ``Trainer`` of either package.
 
     The first improvement creates the model (connected to the task); each later one adds a
     version with ``iteration`` = global step and metadata: the monitored metric, its value and
@@ -68,7 +130,8 @@ class ModelbookCallback(SharedCallback, Callback):
         Then ``Trainer(callbacks=[callback]).fit(model)``; see ``examples/lightning_example.py``.
     """
 
-    framework, framework_version = "lightning", lightning.__version__
+    # until a Trainer says which package it is from: the only one installed, else "lightning"
+    framework, framework_version = _PACKAGES[0].name, _PACKAGES[0].version
     model_framework = Framework.pytorch
     monitor: Monitor  # set in __init__, unlike the transformers callback's
 
@@ -83,6 +146,7 @@ class ModelbookCallback(SharedCallback, Callback):
     ) -> None:
         checked = Monitor(monitor, mode, min_delta, name=type(self).__name__)
         self._setup(checked, save_weights_only, registry)
+        self.registrar.owner = __name__  # what the user imported, whichever the package
         self._active = False
 
     @property
@@ -94,12 +158,14 @@ class ModelbookCallback(SharedCallback, Callback):
         # after the checkpoint's callback states are restored, whatever the strategy
         # a dry run registers nothing; Lightning sets fast_dev_run without declaring it on Trainer
         self._active = not trainer.fast_dev_run  # type: ignore[attr-defined]
+        package = _package(trainer)
+        self.framework, self.framework_version = package.name, package.version
         if self._active and trainer.is_global_zero:
             self.registrar.start(self.monitor, dict(pl_module.hparams), section="hparams")
         self.monitor.load_state_dict(trainer.strategy.broadcast(self.monitor.state_dict(), 0))
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self._active or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+        if not self._active or trainer.sanity_checking or not _fitting(trainer):
             return
         metrics: dict[str, float] = {}
         decision: Decision | None = None
@@ -122,7 +188,7 @@ class ModelbookCallback(SharedCallback, Callback):
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
     ) -> None:
-        if self._active and trainer.is_global_zero and trainer.state.fn == TrainerFn.FITTING:
+        if self._active and trainer.is_global_zero and _fitting(trainer):
             self.registrar.finish(success=False)
 
     # -- internals --------------------------------------------------------------------------

@@ -2,21 +2,27 @@
 
 Each rank logs its own ``val_loss`` (no ``sync_dist``), so only a decision taken on rank zero
 and broadcast keeps the ranks in step. Every rank writes its monitor state to
-``<root>/rank<N>.json`` at the end.
+``<root>/rank<N>.json`` at the end. It trains with the package ``MODELBOOK_TEST_LIGHTNING``
+names ("lightning", the default, or "pytorch_lightning").
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
-import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from modelbook import OutputModel, Task
 from modelbook.integrations.lightning import ModelbookCallback
+
+# the package test_lightning.py trains with (it passes MODELBOOK_TEST_LIGHTNING on)
+PACKAGE = os.environ.get("MODELBOOK_TEST_LIGHTNING", "lightning")
+pl = importlib.import_module("lightning.pytorch" if PACKAGE == "lightning" else PACKAGE)
 
 RANK0 = [3.0, 2.0, 2.5, 1.0]  # improvements at epochs 0, 1, 3
 RANK1 = [1.0, 5.0, 0.5, 9.0]  # on its own, rank 1 would pick epochs 0 and 2

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 ADAPTERS = {
-    "lightning": ["lightning"],
+    "lightning": ["lightning", "pytorch_lightning"],
     "keras": ["keras"],
     "transformers": ["transformers"],
 }

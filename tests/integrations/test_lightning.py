@@ -1,7 +1,13 @@
-"""Lightning: tiny real trainings on CPU register exactly the improvements they see."""
+"""Lightning: tiny real trainings on CPU register exactly the improvements they see.
+
+They train with the package ``MODELBOOK_TEST_LIGHTNING`` names: "lightning" (the default when
+it is installed) or "pytorch_lightning"; ``test_lightning_packages.py`` runs this file once per
+package with the other one hidden (``MODELBOOK_TEST_HIDE``).
+"""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -14,10 +20,22 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pl = pytest.importorskip("lightning.pytorch")
 
-import lightning  # noqa: E402
+def _default_package() -> str:
+    try:
+        import lightning.pytorch  # noqa: F401
+    except ImportError:
+        return "pytorch_lightning"
+    return "lightning"
+
+
+# read at import: the root conftest clears MODELBOOK_* from the environment of each test
+PACKAGE = os.environ.get("MODELBOOK_TEST_LIGHTNING") or _default_package()
+HIDDEN = os.environ.get("MODELBOOK_TEST_HIDE", "")
+torch = pytest.importorskip("torch")
+pl = pytest.importorskip("lightning.pytorch" if PACKAGE == "lightning" else "pytorch_lightning")
+VERSION = importlib.import_module(PACKAGE).__version__
+
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import modelbook  # noqa: E402
@@ -123,6 +141,17 @@ def meta(version) -> dict[str, str]:
     return {k: v["value"] for k, v in version.metadata.items()}
 
 
+def test_trains_with_the_chosen_package():
+    from modelbook.integrations.lightning import _PACKAGES
+
+    names = [package.name for package in _PACKAGES]
+    assert PACKAGE in names and issubclass(ModelbookCallback, pl.Callback)
+    if HIDDEN:  # test_lightning_packages.py: the callback sees only the package chosen
+        with pytest.raises(ImportError):
+            importlib.import_module(HIDDEN)
+        assert names == [PACKAGE] and ModelbookCallback.framework == PACKAGE
+
+
 def test_registers_each_improvement_with_metadata_and_loadable_weights(tmp_path, registry):
     recorder = Recorder()
     callback = ModelbookCallback(
@@ -155,7 +184,7 @@ def test_registers_each_improvement_with_metadata_and_loadable_weights(tmp_path,
             f"metrics/{k}": v for k, v in seen["metrics"].items()
         }
         assert (int(m["epoch"]), int(m["global_step"])) == (seen["epoch"], seen["step"])
-        assert (m["framework"], m["framework_version"]) == ("lightning", lightning.__version__)
+        assert (m["framework"], m["framework_version"]) == (PACKAGE, VERSION)
         assert m["modelbook_version"] == modelbook.__version__
 
     fresh = Regressor()
@@ -170,8 +199,7 @@ def test_registers_each_improvement_with_metadata_and_loadable_weights(tmp_path,
 
 
 def test_full_checkpoint_lives_with_model_checkpoint_and_early_stopping(tmp_path):
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
+    EarlyStopping, ModelCheckpoint = pl.callbacks.EarlyStopping, pl.callbacks.ModelCheckpoint
     recorder = Recorder()
     own = ModelCheckpoint(dirpath=tmp_path / "ckpts", monitor="val_loss", mode="min")
     callback = ModelbookCallback(project_name="lit", task_name="full", save_weights_only=False)
@@ -255,7 +283,7 @@ def test_mode_is_required_unless_val_loss():
 
 
 def test_resume_continues_the_model_and_never_registers_worse(tmp_path):
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    ModelCheckpoint = pl.callbacks.ModelCheckpoint
 
     def run(script, epochs, ckpt_path=None):
         keep = ModelCheckpoint(dirpath=tmp_path / "ckpts", save_top_k=-1, filename="{epoch}")
@@ -317,7 +345,8 @@ def test_failure_report_keeps_the_unregistered_best(tmp_path):
 @pytest.mark.timeout(240)
 def test_ddp_spawn_two_processes_register_once_per_improvement(tmp_path):
     script = Path(__file__).with_name("lightning_ddp_run.py")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "MODELBOOK_TEST_LIGHTNING": PACKAGE,
+           "MODELBOOK_TEST_HIDE": HIDDEN}  # fmt: skip
     # its own session, so a hang kills the spawned workers too, not only the launcher
     run = subprocess.Popen(
         [sys.executable, str(script), str(tmp_path / "root")], env=env, text=True,
