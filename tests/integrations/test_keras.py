@@ -1,4 +1,8 @@
-"""Keras 3 (torch backend): tiny real ``fit`` runs register exactly the improvements they see."""
+"""Keras 3: tiny real ``fit`` runs register exactly the improvements they see.
+
+Runs on whatever backend Keras picked at its import: torch by default (conftest), and JAX
+through ``test_keras_jax.py``, which runs this file again with ``KERAS_BACKEND=jax``.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,9 @@ from modelbook.errors import InvalidArgumentError  # noqa: E402
 from modelbook.integrations.keras import ModelbookCallback  # noqa: E402
 from modelbook.integrations.monitor import MetricNotFoundError, MonitorWarning  # noqa: E402
 
-if keras.backend.backend() != "torch":  # conftest sets KERAS_BACKEND before the first import
-    pytest.skip("the Keras tests run on the torch backend", allow_module_level=True)
+BACKEND = keras.backend.backend()  # conftest sets KERAS_BACKEND before the first import
+if BACKEND not in ("torch", "jax"):
+    pytest.skip(f"the Keras tests run on torch or jax, not {BACKEND}", allow_module_level=True)
 
 RNG = np.random.default_rng(0)
 X = RNG.random((64, 4), dtype=np.float32)
@@ -110,7 +115,7 @@ def test_registers_each_improvement_with_metadata_and_loadable_weights(registry)
             f"metrics/{k}": v for k, v in seen["logs"].items()
         }
         assert int(m["epoch"]) == seen["epoch"]
-        assert (m["framework"], m["keras_backend"]) == ("keras", "torch")
+        assert (m["framework"], m["keras_backend"]) == ("keras", BACKEND)
     params = Task.current_task().get_parameters()
     assert float(params["optimizer/learning_rate"]) == pytest.approx(0.01)
 
