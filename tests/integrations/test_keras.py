@@ -14,6 +14,8 @@ import pytest
 keras = pytest.importorskip("keras")
 np = pytest.importorskip("numpy")
 
+from scripted import improvements, only_model  # noqa: E402
+
 from modelbook import Model, OutputModel, Task  # noqa: E402
 from modelbook.errors import InvalidArgumentError  # noqa: E402
 from modelbook.integrations.keras import ModelbookCallback  # noqa: E402
@@ -73,23 +75,10 @@ def fit(model, callbacks, epochs, **kwargs):
                      callbacks=callbacks, **kwargs)  # fmt: skip
 
 
-def improvements(values: list[float]) -> list[int]:
-    best, found = None, []
-    for i, v in enumerate(values):
-        if math.isfinite(v) and (best is None or v < best):
-            best = v
-            found.append(i)
-    return found
-
 
 def val_losses(recorder: Recorder) -> list[float]:
     return [seen["logs"]["val_loss"] for seen in recorder.seen]
 
-
-def only_model(project: str) -> Model:
-    models = Model.query_models(project_name=project)
-    assert len(models) == 1
-    return models[0]
 
 
 def meta(version) -> dict[str, str]:

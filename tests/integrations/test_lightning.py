@@ -36,6 +36,7 @@ torch = pytest.importorskip("torch")
 pl = pytest.importorskip("lightning.pytorch" if PACKAGE == "lightning" else "pytorch_lightning")
 VERSION = importlib.import_module(PACKAGE).__version__
 
+from scripted import improvements, only_model  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import modelbook  # noqa: E402
@@ -117,24 +118,10 @@ def trainer(tmp_path: Path, callbacks: list, epochs: int, **kwargs) -> pl.Traine
     )  # fmt: skip
 
 
-def improvements(values: list[float], mode: str = "min") -> list[int]:
-    """Indices of the values that beat every earlier finite one (the plain rule)."""
-    best, found = None, []
-    for i, v in enumerate(values):
-        if math.isfinite(v) and (best is None or (v < best if mode == "min" else v > best)):
-            best = v
-            found.append(i)
-    return found
-
 
 def val_losses(recorder: Recorder) -> list[float]:
     return [seen["metrics"]["val_loss"] for seen in recorder.seen]
 
-
-def only_model(project: str) -> Model:
-    models = Model.query_models(project_name=project)
-    assert len(models) == 1, [m.name for m in models]
-    return models[0]
 
 
 def meta(version) -> dict[str, str]:

@@ -17,6 +17,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from scripted import improvements, only_model  # noqa: E402
+
 import modelbook  # noqa: E402
 from modelbook import Model, OutputModel, Task  # noqa: E402
 from modelbook.errors import InvalidArgumentError  # noqa: E402
@@ -58,20 +60,6 @@ def drain() -> None:
     assert OutputModel.wait_for_uploads(timeout=30) == []
 
 
-def improvements(values: list[float], mode: str = "min") -> list[int]:
-    """Indices of the values that beat every earlier finite one (the plain rule)."""
-    best, found = None, []
-    for i, v in enumerate(values):
-        if math.isfinite(v) and (best is None or (v < best if mode == "min" else v > best)):
-            best = v
-            found.append(i)
-    return found
-
-
-def only_model(project: str) -> Model:
-    models = Model.query_models(project_name=project)
-    assert len(models) == 1, [m.name for m in models]
-    return models[0]
 
 
 def meta(version) -> dict[str, str]:

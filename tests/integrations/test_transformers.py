@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 
@@ -12,6 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")  # Trainer needs it
 
+from scripted import improvements, only_model  # noqa: E402
 from transformers import (  # noqa: E402
     BertConfig,
     BertForSequenceClassification,
@@ -103,19 +103,6 @@ def train(args, callbacks, compute_metrics=None, eval_dataset=None, model=None, 
     return trainer
 
 
-def improvements(values: list[float], mode: str = "min") -> list[int]:
-    best, found = None, []
-    for i, v in enumerate(values):
-        if math.isfinite(v) and (best is None or (v < best if mode == "min" else v > best)):
-            best = v
-            found.append(i)
-    return found
-
-
-def only_model(project: str) -> Model:
-    models = Model.query_models(project_name=project)
-    assert len(models) == 1
-    return models[0]
 
 
 def meta(version) -> dict[str, str]:
