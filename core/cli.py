@@ -1,4 +1,4 @@
-"""The ``modelbook`` command line: ``modelbook models ls|show|prune`` and ``modelbook gc``."""
+"""The ``modelbook`` command line: ``models ls|show|prune``, ``gc``, ``uploads``, ``sync``."""
 
 from __future__ import annotations
 
@@ -144,6 +144,54 @@ def _gc(args: argparse.Namespace) -> int:
     return 1 if deleted.failed else 0
 
 
+def _uploads(args: argparse.Namespace) -> int:
+    from modelbook.sync import waiting
+
+    pending, failed = waiting()
+    if args.json:
+        print(json.dumps({"offline": config.offline(), "waiting": pending, "failed": failed},
+                         indent=2))  # fmt: skip
+        return 0
+    for view in pending:
+        error = f"  last error: {view['last_error']}" if view["last_error"] else ""
+        print(f"{view['id']}  {view['what']}  [{view['registry']}, {view['attempts']} "
+              f"attempt(s)]{error}")  # fmt: skip
+    for view in failed:
+        print(f"FAILED {view['id']}  {view['what']}: {view['last_error']}")
+    mode = " (offline mode is on: `modelbook sync` sends them)" if config.offline() else ""
+    print(f"{len(pending)} job(s) waiting, {len(failed)} failed, in {config.home() / 'spool'}"
+          f"{mode}")  # fmt: skip
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from modelbook import sync
+
+    def bar(done: int, total: int) -> None:
+        if args.json or not total:
+            return
+        filled = round(30 * done / total)
+        end = "\n" if done == total else ""
+        print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{total} job(s)", end=end,
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    if args.source:
+        from pathlib import Path
+
+        sync.import_session(Path(args.source), args.timeout, bar)
+    report = sync.sync(args.timeout, bar)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        for local, registry_id in report.ids.items():
+            print(f"{local} -> {registry_id}")
+        for registry, count in report.elsewhere.items():
+            print(f"{count} job(s) wait for another registry ({registry}); configure it, "
+                  "or `modelbook sync --from` the home, to send them")  # fmt: skip
+        print(report.summary())
+    return 1 if report.left or report.failed else 0
+
+
 def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -187,6 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="unfinished uploads count as garbage after this long (default 86400)")
     gc.add_argument("--json", action="store_true", help="print JSON")
     gc.set_defaults(func=_gc)
+    waiting = commands.add_parser("uploads", help="list what waits in the spool for the registry")
+    waiting.add_argument("--json", action="store_true", help="print JSON")
+    waiting.set_defaults(func=_uploads)
+    sync = commands.add_parser(
+        "sync", help="send what waits in the spool (offline runs, registry outages) now"
+    )
+    sync.add_argument("--from", dest="source", metavar="PATH",
+                      help="first import an offline session: a modelbook home, its spool, or a zip")
+    sync.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                      help="stop after this long (what is left stays in the spool)")
+    sync.add_argument("--json", action="store_true", help="print JSON")
+    sync.set_defaults(func=_sync)
     try:
         from modelbook.server.cli import add_server_commands
     except ImportError:

@@ -20,6 +20,7 @@ from modelbook.backends.base import Backend
 _lock = threading.Lock()
 _settings: dict[str, Any] = {}
 _backend: tuple[int, Backend] | None = None  # (pid, backend): a forked child opens its own
+_offline: bool | None = None  # set_offline(); None: MODELBOOK_OFFLINE decides
 
 _ENV = {
     "api_host": ("MODELBOOK_API_HOST", "CLEARML_API_HOST"),
@@ -69,6 +70,20 @@ def configure(
         old, _backend = _backend, None
     if old is not None and old[0] == os.getpid():
         old[1].close()
+
+
+def set_offline(offline: bool) -> None:
+    """Keep every registry call of this process local (``Task.set_offline``): tasks and
+    models get local ids, weights and calls wait in the spool until ``modelbook sync``."""
+    global _offline
+    _offline = bool(offline)
+
+
+def offline() -> bool:
+    """Whether offline mode is on: :func:`set_offline`, else ``MODELBOOK_OFFLINE=1``."""
+    if _offline is not None:
+        return _offline
+    return os.environ.get("MODELBOOK_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def home() -> Path:

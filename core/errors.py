@@ -14,7 +14,8 @@ working. The tree::
     ├── NotFoundError                (also ValueError)
     │   ├── ModelNotFoundError
     │   ├── TaskNotFoundError
-    │   └── ProjectNotFoundError
+    │   ├── ProjectNotFoundError
+    │   └── NotRegisteredError       a local id whose record waits in the spool
     ├── ModelPublishedError          a published model refuses new weights (also ValueError)
     ├── StorageError                 moving bytes failed
     │   ├── BlobCorruptedError       a stored file does not match its sha256
@@ -108,6 +109,19 @@ class ProjectNotFoundError(NotFoundError):
         super().__init__(
             f"No projects found when searching for `{name}`; "
             f"existing projects: {_choices(existing)}"
+        )
+
+
+class NotRegisteredError(NotFoundError):
+    """A local id (``local-...``) whose task or model the registry has not received yet."""
+
+    def __init__(self, local_id: str, spool: object) -> None:
+        self.local_id = local_id
+        super().__init__(
+            f"{local_id!r} was created while the registry was away (or offline) and is not "
+            f"registered yet; its calls wait in {spool}: run `modelbook sync` (or let any "
+            "modelbook process with the registry reachable finish them), `modelbook uploads` "
+            "lists them"
         )
 
 

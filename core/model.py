@@ -68,7 +68,10 @@ class BaseModel:
         if self._record is None:
             if self.id is None:
                 raise InvalidArgumentError("this OutputModel has no weights or record yet")
-            self._record = self._be.get_model(self.id)
+            from modelbook import uploads  # a local id: the registry id it became
+
+            registry_id = uploads.queue_for(self._be, config.home()).resolve(self.id)
+            self._record = self._be.get_model(registry_id)
         return self._record
 
     def _model_id(self) -> str:
@@ -77,6 +80,9 @@ class BaseModel:
 
     def _set(self, **fields: Any) -> None:
         self._record = self._be.update_model(self._model_id(), **fields)
+
+    def _set_metadata(self, items: dict[str, dict[str, str]], replace: bool) -> None:
+        self._record = self._be.set_model_metadata(self._model_id(), items, replace=replace)
 
     def reload(self) -> None:
         """Fetch the record again (properties serve a snapshot until then)."""
@@ -195,10 +201,10 @@ class BaseModel:
 
     def archive(self) -> None:
         """Hide the model from queries (``include_archived=False``) and URL reuse."""
-        self._record = self._be.update_model(self._model_id(), add_system_tags=[ARCHIVED_TAG])
+        self._set(add_system_tags=[ARCHIVED_TAG])
 
     def unarchive(self) -> None:
-        self._record = self._be.update_model(self._model_id(), remove_system_tags=[ARCHIVED_TAG])
+        self._set(remove_system_tags=[ARCHIVED_TAG])
 
     def _known(self) -> ModelRecord:
         """The record as last seen, fetched only if never seen (no refresh, no I/O after)."""
@@ -214,7 +220,7 @@ class BaseModel:
         list, tuple, dict (anything else is stored as "None", as ClearML does)."""
         kind = str(v_type) if v_type in _METADATA_TYPES else "None"
         items = {str(key): metadata_item(key, value, kind)}
-        self._record = self._be.set_model_metadata(self._model_id(), items)
+        self._set_metadata(items, replace=False)
         return True
 
     def get_metadata(self, key: str) -> str | None:
@@ -244,7 +250,7 @@ class BaseModel:
                     f"got {item!r}"
                 )
             items[str(key)] = metadata_item(key, item["value"], str(item.get("type")))
-        self._record = self._be.set_model_metadata(self._model_id(), items, replace=replace)
+        self._set_metadata(items, replace=replace)
         return True
 
     # -- weights --------------------------------------------------------------------------

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelbook import config, uploads, validate
+from modelbook import config, deferred, uploads, validate
 from modelbook.errors import (
     InvalidArgumentError,
     ModelbookError,
@@ -23,7 +23,7 @@ from modelbook.errors import (
 from modelbook.frameworks import Framework
 from modelbook.localcopy import make_package
 from modelbook.model import BaseModel
-from modelbook.records import PACKAGE_TAG, ModelRecord, to_metadata
+from modelbook.records import PACKAGE_TAG, Metadata, ModelRecord, to_metadata
 from modelbook.storage import driver_for, scheme_of
 from modelbook.storage.local import to_path, to_uri
 from modelbook.storage.placement import Destination, is_object_path
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from modelbook.task import Task
 
 log = logging.getLogger("modelbook")
+_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelRecord))
 
 
 class OutputModel(BaseModel):
@@ -40,6 +41,8 @@ class OutputModel(BaseModel):
 
     Nothing is written until the first ``update_weights`` (or metadata / publish call):
     then the model record is created, connected to the task, and the weights are stored.
+    While the registry is away (or in offline mode) the model gets a local id
+    (``local-...``) and all of that happens in the background when it answers again.
 
     Args:
         task: the owning task (default: ``Task.current_task()``).
@@ -93,7 +96,8 @@ class OutputModel(BaseModel):
         super().__init__(task._be)
         self._task = task
         self._id: str | None = None
-        self._key = uuid.uuid4().hex  # names this model in the spool before it has an id
+        self._key = deferred.new_local_id()  # names this model until the registry does
+        self._queued = False  # its creation waits in the spool
         self._stale = False
         self._entry_name: str | None = None
         self._upload_uri: str | None = task.output_uri
@@ -110,8 +114,13 @@ class OutputModel(BaseModel):
 
     @property
     def id(self) -> str | None:
+        """The registry's id; the local id while its creation waits for the registry; None
+        before anything was written."""
+        return self._registry_id() or (self._key if self._queued else None)
+
+    def _registry_id(self) -> str | None:
         if self._id is None:  # the upload worker may have created it since
-            self._id = uploads.queue_for(self._be, config.home()).model_id(self._key)
+            self._id = self._queue().mapped(self._key)
         return self._id
 
     @property
@@ -170,34 +179,64 @@ class OutputModel(BaseModel):
             "entry": self._entry_name,
         }
 
-    def _ensure_created(self, entry_name: str | None = None, defer: bool = False) -> None:
-        """Create the model record and connect it to the task, once (through the upload
-        queue, the one creator of output models).
-
-        With ``defer``, an unreachable registry is not an error: the upload worker creates
-        the record when the registry answers again.
-        """
+    def _ensure_created(self, entry_name: str | None = None) -> None:
+        """Create the model record and connect it to the task, once; when the registry is
+        away (or offline), the creation waits in the spool and the model has a local id."""
         if self.id is not None:
             return
-        queue = self._queue()
-        if defer and not queue.registry_reachable:
+        spec = self._create_spec(entry_name or "Output Model")
+        record = self._queue().call(self._task._chain, "create_model",
+                                    {"key": self._key, **spec}, model_key=self._key)  # fmt: skip
+        if record is None:
+            self._queued = True
             return
-        try:
-            record = queue.create_model(self._key, self._create_spec(entry_name or "Output Model"))
-        except ModelbookError as exc:
-            if defer and is_transient(exc):
-                queue.registry_reachable = False
-                log.warning("registry unreachable, the model will be created later: %s", exc)
-                return
-            raise
         self._id, self._record = record.id, record
         self._task._record = None  # its model entries, design and labels changed
 
+    @property
+    def _ref(self) -> str:
+        """How deferred calls name this model: its registry id, else its local id."""
+        return self._registry_id() or self._key
+
+    def _set(self, **fields: Any) -> None:
+        self._ensure_created()
+        known = self._data()
+        record = self._queue().call(self._task._chain, "update_model",
+                                    {"model": self._ref, "fields": fields}, self._key)  # fmt: skip
+        plain = {k: v for k, v in fields.items() if k in _RECORD_FIELDS}
+        self._record = record if record is not None else dataclasses.replace(known, **plain)
+
+    def _set_metadata(self, items: Metadata, replace: bool) -> None:
+        self._ensure_created()
+        known = self._data()
+        args = {"model": self._ref, "items": items, "replace": replace}
+        record = self._queue().call(self._task._chain, "set_model_metadata", args, self._key)
+        merged = dict(items) if replace else {**known.metadata, **items}
+        self._record = record if record is not None else dataclasses.replace(known, metadata=merged)
+
     def _data(self) -> ModelRecord:
-        if self.id is None:  # not stored yet: what it will be created with
-            pending, task = self._pending, self._task._data()
-            return ModelRecord(
-                id=None,  # type: ignore[arg-type]
+        registry_id = self._registry_id()
+        if registry_id is None:  # not registered yet: what it will be created with
+            return self._record if self._record is not None else self._planned()
+        queue = self._queue()
+        if (self._record is None or self._stale) and queue.online() and not queue.waiting_calls(
+            self._task._chain
+        ):
+            try:
+                with self._be.fail_fast():
+                    self._record = self._be.get_model(registry_id)
+                self._stale = any(j.model_key == self._key for j in queue.pending())
+            except ModelbookError as exc:
+                if not is_transient(exc):
+                    raise
+                queue.mark_unreachable()
+        return self._record if self._record is not None else self._planned()
+
+    def _planned(self) -> ModelRecord:
+        """The record this model is created with."""
+        pending, task = self._pending, self._task._data()
+        return ModelRecord(
+                id=self.id,  # type: ignore[arg-type]
                 name=pending["name"],
                 project=task.project,
                 task=task.id,
@@ -207,19 +246,10 @@ class OutputModel(BaseModel):
                 design=pending["design"] if pending["design"] is not None else task.model_config,
                 labels=pending["labels"] if pending["labels"] is not None else task.labels,
             )
-        reachable = uploads.queue_for(self._be, config.home()).registry_reachable
-        if self._stale and self._id is not None and reachable:
-            try:
-                self._record = self._be.get_model(self._id)
-                self._stale = bool([j for j in self._queue().pending() if j.model_key == self._key])
-            except ModelbookError as exc:
-                if not is_transient(exc):
-                    raise
-        return super()._data()
 
     def _model_id(self) -> str:
         self._ensure_created()
-        return self._id  # type: ignore[return-value]
+        return self._queue().resolve(self._ref)
 
     # -- ClearML surface ------------------------------------------------------------------
     def publish(self) -> None:
@@ -230,7 +260,13 @@ class OutputModel(BaseModel):
             UploadError: its weights are still uploading after the upload timeout.
         """
         timeout = config.upload_timeout()
-        left = self._queue().wait(timeout, model_key=self._key)
+        queue = self._queue()
+        left = queue.wait(timeout, model_key=self._key)
+        if left and not queue.online():  # published when the registry has its weights
+            log.warning("model %s is published once its %d upload(s) are done (the registry is "
+                        "away or offline mode is on)", self.id, len(left))  # fmt: skip
+            self._set(ready=True)
+            return
         if left:
             raise UploadError(
                 f"cannot publish model {self.id}: {len(left)} upload(s) of its weights still "
@@ -249,7 +285,7 @@ class OutputModel(BaseModel):
             )
         if name:
             self._entry_name = name
-        if self._id is not None:
+        if self.id is not None:
             record = self._data()
             self._task._connect_model(
                 self, "output", self._entry_name or "Output Model", record.design, record.labels
@@ -266,8 +302,8 @@ class OutputModel(BaseModel):
         """Set the label enumeration ``{name: int}`` of the model (and of its task)."""
         checked = validate.labels(labels)
         self._check_not_published("change the labels")
-        self._task._be.update_task(self._task.id, labels=checked)
-        if self._id is None:
+        self._task._update(labels=checked)
+        if self.id is None:
             self._pending["labels"] = checked
         else:
             self._set(labels=checked)
@@ -279,8 +315,8 @@ class OutputModel(BaseModel):
         design = validate.config_text(config_text, config_dict) or ""
         self._check_not_published("change the design")
         if not self._task._data().model_config:
-            self._task._be.update_task(self._task.id, model_config=design)
-        if self._id is None:
+            self._task._update(model_config=design)
+        if self.id is None:
             self._pending["design"] = design
         else:
             self._set(design=design)
@@ -396,6 +432,8 @@ class OutputModel(BaseModel):
         resolved = path.resolve()
         if resolved.is_relative_to(config.home().resolve()) or is_object_path(resolved):
             return True
+        if not self._queue().online():  # cannot ask: copy, never move
+            return True
         names = dict.fromkeys([to_uri(path), to_uri(resolved)])  # as registered, and resolved
         return any(self._be.is_referenced(name) for name in names)
 
@@ -434,11 +472,10 @@ class OutputModel(BaseModel):
     ) -> Job:
         """Queue one registration; ``hash_now`` hashes the file while it is snapshotted (the
         content layout names objects by their sha256, so the URI is then known at once)."""
-        entry = Path(target).stem
-        self._ensure_created(entry, defer=True)
+        self._ensure_created(Path(target).stem)
         job = Job(
             id=Job.new_id(), model_key=self._key, registry=self._queue().registry,
-            model_id=self._id, create=None if self._id else self._create_spec(entry),
+            chain=self._task._chain, model_id=self._registry_id(),
             destination=(destination or self._destination()).to_json(), filename=target,
             register_uri=register_uri, iteration=iteration, comment_prefix=comment_prefix,
             framework=None if self._known().framework else Framework.infer(target),

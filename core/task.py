@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from modelbook import config, validate
+from modelbook import config, deferred, uploads, validate
 from modelbook.backends.base import Backend
-from modelbook.errors import InvalidArgumentError, TaskNotFoundError
+from modelbook.errors import InvalidArgumentError, ModelbookError, TaskNotFoundError, is_transient
 from modelbook.model import BaseModel, InputModel, Model
 from modelbook.records import ModelQuery, TaskRecord
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("modelbook")
 
@@ -87,11 +85,15 @@ class Task:
     _failed: ClassVar[bool] = False
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, record: TaskRecord, backend: Backend) -> None:
-        """Wrap a task record; use :meth:`init` or :meth:`get_task` instead."""
+    def __init__(self, record: TaskRecord, backend: Backend, local: str | None = None) -> None:
+        """Wrap a task record; use :meth:`init` or :meth:`get_task` instead.
+
+        ``local``: the local id the task was created under (its record may wait in the
+        spool, see :mod:`modelbook.deferred`)."""
         self._be = backend
         self._record: TaskRecord | None = record
-        self._id = record.id
+        self._local = local
+        self._id: str | None = None if deferred.is_local(record.id) else record.id
         self._closed = False
         self._project_name: str | None = None
 
@@ -148,33 +150,64 @@ class Task:
                     )
                 return current
             backend = config.get_backend()
-            project = backend.get_or_create_project(
-                validate.name("Untitled" if project_name is None else project_name, "project_name")
+            project_name = validate.name(
+                "Untitled" if project_name is None else project_name, "project_name"
             )
             default_name = Path(sys.argv[0] or "task").stem or "Untitled Task"
             name = validate.name(default_name if task_name is None else task_name, "task_name")
-            tag_list = validate.tags(tags)
-            destination = cls._destination(output_uri, backend)
-            record = cls._reusable(
-                backend, project.id, name, reuse_last_task_id, continue_last_task
-            )
-            if record is None:
-                record = backend.create_task(
-                    name=name,
-                    project=project.id,
-                    type=task_type,
-                    tags=tag_list,
-                    output_destination=destination,
-                )
+            local = deferred.new_local_id()
+            create = {
+                "key": local, "project_name": project_name, "name": name, "type": task_type,
+                "tags": validate.tags(tags),
+                "output_destination": cls._destination(output_uri, backend),
+            }  # fmt: skip
             fields: dict[str, Any] = {"status": "in_progress"}
             if output_uri is not None:
-                fields["output_destination"] = destination
-            record = backend.update_task(record.id, **fields)
-            task = cls(record, backend)
-            task._project_name = project.name
+                fields["output_destination"] = create["output_destination"]
+            queue = uploads.queue_for(backend, config.home())
+            record = None
+            if queue.online():
+                try:
+                    with backend.fail_fast():
+                        record = cls._open(backend, queue, create, fields, reuse_last_task_id,
+                                           continue_last_task)  # fmt: skip
+                except ModelbookError as exc:
+                    if not is_transient(exc):
+                        raise
+                    queue.mark_unreachable()
+                    log.warning("registry unreachable (%s): task %r gets the local id %s and is "
+                                "registered when it answers again", exc, name, local)  # fmt: skip
+            if record is None:  # registered later, by the upload worker or `modelbook sync`
+                queue.call(local, "create_task", create)
+                queue.call(local, "update_task", {"task": local, "fields": fields})
+                record = _apply(TaskRecord(
+                    id=local, name=name, project=None, type=task_type, tags=validate.tags(tags),
+                    system_tags=[deferred.key_tag(local)],
+                ), fields)  # fmt: skip
+            task = cls(record, backend, local=local if queue.mapped(local) or record.id == local
+                       else None)  # fmt: skip
+            task._project_name = project_name
             cls._current = task
             cls._hook_exit()
             return task
+
+    @classmethod
+    def _open(
+        cls,
+        backend: Backend,
+        queue: uploads.UploadQueue,
+        create: dict[str, Any],
+        fields: dict[str, Any],
+        reuse: bool | str,
+        cont: bool | str | int,
+    ) -> TaskRecord:
+        """Find the task to reuse or create it, then start it (the registry answers)."""
+        project = backend.get_or_create_project(create["project_name"])
+        record = cls._reusable(backend, project.id, create["name"], reuse, cont)
+        if record is None:
+            record = deferred.create_task(backend, queue.resolve, create)
+            queue.remember(create["key"], record.id)
+        return backend.update_task(record.id, **fields)
 
     @staticmethod
     def _destination(output_uri: str | bool | None, backend: Backend) -> str | None:
@@ -233,6 +266,35 @@ class Task:
             except Exception as exc:  # at exit there is no caller left to raise to
                 log.warning("could not close task %s at exit: %s", task.id, exc)
 
+    # -- offline mode (ClearML's names) ---------------------------------------------------
+    @classmethod
+    def set_offline(cls, offline_mode: bool = False) -> None:
+        """Keep everything local: tasks and models get local ids, calls and weights wait in
+        the spool of the modelbook home until ``modelbook sync`` (or
+        :meth:`import_offline_session`) sends them. Same as ``MODELBOOK_OFFLINE=1``."""
+        config.set_offline(offline_mode)
+
+    @classmethod
+    def is_offline(cls) -> bool:
+        return config.offline()
+
+    @classmethod
+    def get_offline_mode_folder(cls) -> Path | None:
+        """The spool holding what waits for the registry (of this task's home)."""
+        return config.home() / "spool"
+
+    @classmethod
+    def import_offline_session(
+        cls, session_folder_zip: str, previous_task_id: str | None = None,
+        iteration_offset: int | None = 0,
+    ) -> str | None:
+        """Send what an offline run left in a spool (a folder, a home, or a zip of one) to
+        the configured registry, waiting up to the upload timeout. Returns the registry id
+        of the (first) task it created, or None if nothing could be sent yet."""
+        from modelbook.sync import import_session
+
+        return import_session(Path(session_folder_zip), timeout=config.upload_timeout())
+
     @classmethod
     def current_task(cls) -> Task | None:
         """The task started by :meth:`init` in this process, or None."""
@@ -248,7 +310,11 @@ class Task:
         """A task by id, or the newest task with this project and name."""
         backend = config.get_backend()
         if task_id:
-            return cls(backend.get_task(task_id), backend)
+            current = cls._current
+            if current is not None and task_id in (current._local, current.id):
+                return current
+            registry_id = uploads.queue_for(backend, config.home()).resolve(task_id)
+            return cls(backend.get_task(registry_id), backend)
         if not task_name:
             raise InvalidArgumentError(
                 "Task.get_task needs task_id, or task_name (and project_name)"
@@ -262,21 +328,56 @@ class Task:
         return cls(found[0], backend)
 
     # -- properties -----------------------------------------------------------------------
+    def _queue(self) -> uploads.UploadQueue:
+        return uploads.queue_for(self._be, config.home())
+
+    @property
+    def _chain(self) -> str:
+        """The spool chain of this task's calls and uploads (they run in order)."""
+        return self._local or self._id or ""
+
+    def _registry_id(self) -> str | None:
+        """The id the registry gave this task, once it has it."""
+        if self._id is None and self._local is not None:
+            self._id = self._queue().mapped(self._local)
+        return self._id
+
+    def _fresh(self) -> TaskRecord:
+        """The record as the registry has it now; what this task knows of it when the
+        registry is away or has not received the task's calls yet."""
+        registry_id = self._registry_id()
+        queue = self._queue()
+        if registry_id is not None and queue.online() and not queue.waiting_calls(self._chain):
+            try:
+                with self._be.fail_fast():
+                    self._record = self._be.get_task(registry_id)
+            except ModelbookError as exc:
+                if not is_transient(exc):
+                    raise
+                queue.mark_unreachable()
+        return self._data()
+
     def _data(self) -> TaskRecord:
         if self._record is None:
-            self._record = self._be.get_task(self._id)
+            self._record = self._be.get_task(self._queue().resolve(self.id))
         return self._record
 
     def reload(self) -> None:
         self._record = None
-        self._data()
+        self._fresh()
 
     def _update(self, **fields: Any) -> None:
-        self._record = self._be.update_task(self._id, **fields)
+        """Set fields now, or (registry away, offline) when the registry answers; this task
+        shows them at once either way."""
+        known = _apply(self._data(), fields)
+        record = self._queue().call(self._chain, "update_task",
+                                    {"task": self.id, "fields": fields})  # fmt: skip
+        self._record = record if record is not None else known
 
     @property
     def id(self) -> str:
-        return self._id
+        """The registry's id; a local id (``local-...``) until the registry has the task."""
+        return self._registry_id() or self._local or ""
 
     @property
     def name(self) -> str:
@@ -299,7 +400,7 @@ class Task:
 
     @property
     def status(self) -> str:
-        return self._be.get_task(self._id).status
+        return self._fresh().status
 
     @property
     def task_type(self) -> str:
@@ -316,7 +417,7 @@ class Task:
     storage_uri = output_uri
 
     def get_last_iteration(self) -> int:
-        return self._be.get_task(self._id).last_iteration
+        return self._fresh().last_iteration
 
     def get_labels_enumeration(self) -> dict[str, int]:
         return dict(self._data().labels)
@@ -363,12 +464,12 @@ class Task:
         """Hyper-parameters as ``{"Section/name": "value"}`` strings."""
         return {
             f"{section}/{key}": value
-            for section, params in self._be.get_task(self._id).hyperparams.items()
+            for section, params in self._fresh().hyperparams.items()
             for key, value in params.items()
         }
 
     def get_parameters_as_dict(self) -> dict[str, dict[str, str]]:
-        return {k: dict(v) for k, v in self._be.get_task(self._id).hyperparams.items()}
+        return {k: dict(v) for k, v in self._fresh().hyperparams.items()}
 
     def set_parameters(self, params: Mapping[str, Any]) -> None:
         """Set ``{"Section/name": value}`` hyper-parameters (no section: "General")."""
@@ -382,9 +483,11 @@ class Task:
         self, model: BaseModel, kind: str, entry: str, design: str, labels: dict[str, int]
     ) -> None:
         self._check_open()
-        self._record = connect_model(
-            self._be, self._id, kind, entry, model._model_id(), design, labels
-        )
+        args = {"task": self.id, "kind": kind, "entry": entry, "model": model.id,
+                "design": design, "labels": labels}  # fmt: skip
+        record = self._queue().call(self._chain, "connect_model", args)
+        if record is not None:
+            self._record = record
 
     def update_output_model(
         self,
@@ -416,10 +519,15 @@ class Task:
 
     def get_models(self) -> TaskModels:
         """``{"input": [...], "output": [...]}``; each list is also indexable by entry name."""
-        record = self._be.get_task(self._id)
+        record = self._fresh()
+        if self._registry_id() is None:  # nothing of it is registered yet
+            return TaskModels(input=ModelList([]), output=ModelList([]))
         inputs = [(e.name, Model(e.model)) for e in record.input_models]
         names = {e.model: e.name for e in record.output_models}
-        created = self._be.query_models(ModelQuery(task=self._id, order_by=["created"]))
+        created = (
+            self._be.query_models(ModelQuery(task=self._id, order_by=["created"]))
+            if self._queue().online() else []
+        )
         ids = list(dict.fromkeys([m.id for m in created] + [e.model for e in record.output_models]))
         outputs = [(names.get(mid, f"Output Model #{i}"), Model(mid)) for i, mid in enumerate(ids)]
         return TaskModels(input=ModelList(inputs), output=ModelList(outputs))
@@ -460,7 +568,7 @@ class Task:
 
     def _finish(self, status: str) -> None:
         self.flush(wait_for_uploads=True)
-        self._update(status=status)
+        self._update(status=status)  # behind the calls still waiting, if any
         self._closed = True
         with Task._lock:
             if Task._current is self:
@@ -473,25 +581,17 @@ class Task:
             self._finish("completed")
 
     def __repr__(self) -> str:
-        return f"<Task id={self._id!r} name={self._data().name!r}>"
+        return f"<Task id={self.id!r} name={self._data().name!r}>"
 
 
-def connect_model(
-    backend: Backend,
-    task_id: str,
-    kind: str,
-    entry: str,
-    model_id: str,
-    design: str,
-    labels: dict[str, int],
-) -> TaskRecord:
-    """Add a model to a task's ``kind`` ("input" / "output") entries under ``entry``; the
-    task takes the model's design and labels if it has none (as in ClearML). Returns the
-    task's new record."""
-    record = backend.set_task_model(task_id, kind, entry, model_id)
-    copy: dict[str, Any] = {}
-    if design and not record.model_config:
-        copy["model_config"] = design
-    if labels and not record.labels:
-        copy["labels"] = labels
-    return backend.update_task(task_id, **copy) if copy else record
+def _apply(record: TaskRecord, fields: Mapping[str, Any]) -> TaskRecord:
+    """``record`` with ``fields`` set as ``Backend.update_task`` sets them."""
+    values = {k: v for k, v in fields.items() if k not in ("hyperparams", "last_iteration")}
+    if fields.get("hyperparams"):
+        merged = {k: dict(v) for k, v in record.hyperparams.items()}
+        for section, params in fields["hyperparams"].items():
+            merged.setdefault(section, {}).update({k: str(v) for k, v in params.items()})
+        values["hyperparams"] = merged
+    if fields.get("last_iteration") is not None:
+        values["last_iteration"] = max(record.last_iteration, int(fields["last_iteration"]))
+    return dataclasses.replace(record, **values)

@@ -1,9 +1,11 @@
-"""The upload queue: stores weights and registers them in the background.
+"""The upload queue: stores weights and makes deferred registry calls in the background.
 
 ``OutputModel.update_weights`` snapshots the weights into the spool
-(:mod:`modelbook.storage.spool`) and returns; a worker thread then, for each job in order:
+(:mod:`modelbook.storage.spool`) and returns; registry calls that could not be made when
+they were asked for wait there too (:mod:`modelbook.deferred`). A worker thread runs the
+jobs of each chain (one task) strictly in queue order; for weights it:
 
-1. creates the model record if the registry could not be reached before;
+1. finds the model (a local id is resolved to the registry id its creation was given);
 2. hashes the snapshot (unless that was done already), records the object it is about to
    write as the registry's (:mod:`modelbook.store.objects`), and stores it under the name
    its destination gives those bytes (:mod:`modelbook.storage.placement`), unless an
@@ -15,8 +17,14 @@
 Transient failures (network, server 5xx, disk full) are retried with backoff for as long as
 the process lives; jobs survive exit and crashes in the spool, and the next process that
 opens the same home resumes them. A permanent failure (4xx, missing bucket) is reported
-once and the job is moved to ``spool/failed``. Latest wins: a newer job for a model drops
-that model's older jobs that have not started.
+once and the job is moved to ``spool/failed``. Latest wins: a newer weights job for a model
+drops that model's older weights jobs that have not started.
+
+Reachability: the queue knows whether the registry answers. Once it does not, callers on the
+training thread stop calling it (:meth:`UploadQueue.call` defers instead) and the worker
+probes it with backoff (one cheap request, no retries) until it answers again. In offline
+mode (``Task.set_offline(True)``, ``MODELBOOK_OFFLINE=1``) nothing is sent until
+``modelbook sync``.
 """
 
 from __future__ import annotations
@@ -26,18 +34,21 @@ import os
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections import deque
 from pathlib import Path
 from typing import Any
 
+from modelbook import config, deferred
 from modelbook.backends.base import Backend
 from modelbook.errors import (
+    ModelbookError,
     ModelNotFoundError,
+    NotRegisteredError,
+    RegistryError,
     StorageError,
     UploadError,
     is_transient,
 )
-from modelbook.records import ModelRecord
 from modelbook.storage import StoredObject, sha256_file
 from modelbook.storage.placement import Destination
 from modelbook.storage.spool import Job, Spool
@@ -65,8 +76,12 @@ def resume(backend: Backend, home: Path) -> None:
         queue_for(backend, home).kick()
 
 
-def _backoff(attempts: int) -> float:
-    return min(60.0, 0.5 * 2 ** min(attempts, 8)) * random.uniform(0.8, 1.2)
+def _backoff(attempts: int, cap: float = 60.0) -> float:
+    return min(cap, 0.5 * 2 ** min(attempts, 8)) * random.uniform(0.8, 1.2)
+
+
+#: Longest pause between two probes of a registry that does not answer, in seconds.
+PROBE_CAP = 10.0
 
 
 class UploadQueue:
@@ -83,10 +98,17 @@ class UploadQueue:
         self.registry = backend.registry_id
         self._cond = threading.Condition()
         self._retry_at: dict[str, float] = {}
-        self._model_ids: dict[str, str] = {}
+        self._ids: dict[str, str] = {}
         self._thread: threading.Thread | None = None
-        #: False after the registry failed with a transient error, until it answers again.
-        self.registry_reachable = True
+        #: None until asked; False after the registry did not answer, until it does again.
+        self.reachable: bool | None = None
+        self._probe_at = 0.0
+        self._probes = 0
+        self._gone_at = float("-inf")  # monotonic time the registry last failed to answer
+        #: True while ``modelbook sync`` drains the queue: offline mode does not hold it.
+        self.syncing = False
+        #: The latest jobs done, oldest first (``modelbook sync`` summarises them).
+        self.done: deque[Job] = deque(maxlen=10_000)
 
     # -- the caller's side ----------------------------------------------------------------
     def submit(self, job: Job, source: Path | None, move: bool, hash_now: bool, wait: bool) -> Job:
@@ -110,7 +132,7 @@ class UploadQueue:
 
     def _drop_older(self, job: Job) -> None:
         for older in self.spool.pending():
-            if older.model_key != job.model_key or older.id >= job.id:
+            if older.kind != "weights" or older.model_key != job.model_key or older.id >= job.id:
                 continue
             with self.spool.claim(older) as waiting:
                 if waiting:  # not started anywhere: the newer job supersedes it
@@ -122,23 +144,110 @@ class UploadQueue:
                         older.iteration,
                     )
 
-    def model_id(self, key: str) -> str | None:
-        """The registry id of a model created by the worker, if it was created."""
-        return self._model_ids.get(key) or self.spool.model_id(key)
+    def mapped(self, key: str) -> str | None:
+        """The registry id the local id ``key`` became, if it was registered."""
+        found = self._ids.get(key) or self.spool.mapped(key, self.registry)
+        if found:
+            self._ids[key] = found
+        return found
+
+    def resolve(self, ref: str) -> str:
+        """The registry id for ``ref``: itself, or what the local id ``ref`` became.
+
+        Raises:
+            NotRegisteredError: ``ref`` is a local id not registered yet.
+        """
+        if not deferred.is_local(ref):
+            return ref
+        found = self.mapped(ref)
+        if found is None:
+            raise NotRegisteredError(ref, self.spool.root)
+        return found
+
+    def remember(self, key: str, registry_id: str) -> None:
+        self._ids[key] = registry_id
+        self.spool.remember(key, registry_id, self.registry)
 
     def pending(self) -> list[Job]:
         return [j for j in self.spool.pending() if j.registry == self.registry]
 
+    # -- registry calls ---------------------------------------------------------------------
+    def offline(self) -> bool:
+        """Offline mode is on (and no ``modelbook sync`` overrides it)."""
+        return config.offline() and not self.syncing
+
+    def online(self) -> bool:
+        """Whether the caller may call the registry now: not offline, and the registry
+        answers (asked once per process, then known from the calls and the worker's probes)."""
+        if self.offline():
+            return False
+        if self.reachable is None:
+            self.reachable = self.backend.reachable()
+            if not self.reachable:
+                self.mark_unreachable()
+        return self.reachable
+
+    def waiting_calls(self, chain: str) -> bool:
+        """Whether deferred calls of ``chain`` still wait in the spool."""
+        return any(j.kind == "call" and j.group == chain for j in self.pending())
+
+    def call(self, chain: str, op: str, args: dict[str, Any], model_key: str = "") -> Any:
+        """Make the registry call ``op`` (see :mod:`modelbook.deferred`) now, or, when the
+        registry is away, offline mode is on or earlier calls of ``chain`` still wait, queue
+        it behind them. Returns the call's record, or None when it was queued.
+
+        Raises:
+            ModelbookError: the registry refused the call (not a transient failure).
+        """
+        if self.online() and not self.waiting_calls(chain):
+            try:
+                with self.backend.fail_fast():
+                    record = deferred.run(self.backend, self.resolve, op, args)
+            except ModelbookError as exc:
+                if not is_transient(exc):
+                    raise
+                self.mark_unreachable()
+                log.warning(
+                    "registry unreachable (%s); %s is done when it answers again (training "
+                    "goes on; waiting in %s)", exc, deferred.describe(op, args), self.spool.root
+                )  # fmt: skip
+            else:
+                if args.get("key") and record is not None:
+                    self.remember(args["key"], record.id)
+                return record
+        job = Job(id=Job.new_id(), model_key=model_key, registry=self.registry, chain=chain,
+                  kind="call", op=op, args=args)  # fmt: skip
+        self.spool.add(job, None, move=False)
+        self.kick()
+        return None
+
+    def mark_unreachable(self) -> None:
+        """The registry did not answer: callers defer, the worker probes with backoff."""
+        self.reachable = False
+        self._gone_at = time.monotonic()
+        self._probe_at = time.monotonic() + _backoff(self._probes, PROBE_CAP)
+        self._probes += 1
+
     def wait(self, timeout: float | None, model_key: str | None = None) -> list[Job]:
         """Wait until no job (of the model ``model_key``, if given) is pending or ``timeout``
-        seconds passed; return those left."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        seconds passed; return those left.
+
+        Returns early, with what is left, in offline mode, and when the registry is away:
+        it is probed once more at once, and if it still does not answer the jobs stay in the
+        spool for a later process or ``modelbook sync``.
+        """
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        if self.reachable is False:
+            self._probe_at = 0.0
         self.kick()
         with self._cond:
             while True:
                 left = [j for j in self.pending() if model_key in (None, j.model_key)]
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if not left or (remaining is not None and remaining <= 0):
+                    return left
+                if self.offline() or (self.reachable is False and self._gone_at > started):
                     return left
                 self._cond.wait(timeout=0.2 if remaining is None else min(0.2, remaining))
 
@@ -162,72 +271,94 @@ class UploadQueue:
                 time.sleep(1.0)
 
     def _round(self) -> None:
-        """Attempt every job that is due, or sleep until one is (or a kick)."""
-        jobs = self.pending()
+        """Attempt the first job of every chain that is due, and the jobs behind it while
+        they succeed; or sleep until one is due (or a kick)."""
+        jobs = [] if self.offline() else self.pending()
         now = time.monotonic()
-        ready = [j for j in jobs if self._retry_at.get(j.id, 0.0) <= now]
-        if not ready:
+        if jobs and self.reachable is False:
+            if now < self._probe_at or not self.backend.reachable():
+                if now >= self._probe_at:
+                    self.mark_unreachable()
+                self._sleep(self._probe_at - now)
+                return
+            self.reachable, self._probes = True, 0
+            self._retry_at.clear()
+        blocked: set[str] = set()  # chains whose first job is not done: the rest waits
+        attempted = False
+        for job in jobs:
+            if job.group in blocked:
+                continue
+            if self._retry_at.get(job.id, 0.0) > now:
+                blocked.add(job.group)
+                continue
+            attempted = True
+            if not self._attempt(job):
+                blocked.add(job.group)
+            if self.reachable is False:
+                break  # the registry went away: probe before trying anything else
+        if not attempted:
             next_try = min((self._retry_at.get(j.id, now) for j in jobs), default=now + 5)
-            with self._cond:
-                self._cond.notify_all()
-                self._cond.wait(timeout=max(0.05, min(5.0, next_try - now)))
+            self._sleep(next_try - now)
             return
-        for job in ready:
-            self._attempt(job)
         with self._cond:
             self._cond.notify_all()
 
-    def _attempt(self, job: Job) -> None:
+    def _sleep(self, seconds: float) -> None:
+        with self._cond:
+            self._cond.notify_all()
+            self._cond.wait(timeout=max(0.05, min(5.0, seconds)))
+
+    def _attempt(self, job: Job) -> bool:
+        """Run ``job``; True when it is done (and removed from the spool)."""
         with self.spool.claim(job) as mine:
             if not mine:  # another process works on it (or it is done): look again later
                 self._retry_at[job.id] = time.monotonic() + 0.5
-                return
+                return False
             try:
                 self._process(job)
             except Exception as exc:  # every failure is classified and reported, never lost
                 self._failed(job, exc)
-            else:
-                self.spool.remove(job)
-                self._retry_at.pop(job.id, None)
+                return job.id not in self._retry_at  # a permanent failure left the chain
+            self.spool.remove(job)
+            self._retry_at.pop(job.id, None)
+            self.done.append(job)
+            return True
 
     def _failed(self, job: Job, exc: Exception) -> None:
         job.attempts += 1
         job.last_error = f"{type(exc).__name__}: {exc}"
+        self._retry_at.pop(job.id, None)
         if isinstance(exc, ModelNotFoundError) or not is_transient(exc):
             where = self.spool.fail(job)
-            log.error(
-                "giving up on the weights of model %s (iteration %s): %s; the snapshot is kept "
-                "in %s",
-                job.model_id or job.model_key,
-                job.iteration,
-                exc,
-                where,
-            )
+            log.error("giving up on %s: %s; the job is kept in %s", _what(job), exc, where)
             return
-        if _is_registry_error(exc):
-            self.registry_reachable = False
+        if isinstance(exc, RegistryError):
+            self.mark_unreachable()
+            self._retry_at[job.id] = 0.0  # retried as soon as a probe finds the registry
+            self.spool.save(job)
+            return
         delay = _backoff(job.attempts)
         self._retry_at[job.id] = time.monotonic() + delay
         self.spool.save(job)
         if job.attempts == 1 or job.attempts % 10 == 0:
             log.warning(
-                "could not store the weights of model %s (iteration %s), attempt %d: %s; "
-                "retrying in %.0f s (training goes on; the weights wait in %s)",
-                job.model_id or job.model_key,
-                job.iteration,
-                job.attempts,
-                exc,
-                delay,
-                self.spool.root,
-            )
+                "could not %s, attempt %d: %s; retrying in %.0f s (training goes on; the job "
+                "waits in %s)", _what(job), job.attempts, exc, delay, self.spool.root,
+            )  # fmt: skip
 
     def _process(self, job: Job) -> None:
-        log.debug("pid %d processing job %s (iteration %s)", os.getpid(), job.id, job.iteration)
-        model_id = job.model_id or self.model_id(job.model_key) or self._create(job)
+        log.debug("pid %d processing job %s (%s)", os.getpid(), job.id, job.op or job.iteration)
+        if job.kind == "call":
+            record = deferred.run(self.backend, self.resolve, job.op, job.args or {})
+            if (job.args or {}).get("key") and record is not None:
+                self.remember(job.args["key"], record.id)  # type: ignore[index]
+            return
+        model_id = self._model_of(job)
         record = self.backend.get_model(model_id)
-        self.registry_reachable = True
         comment = f"{job.comment_prefix}{record.comment}" if job.comment_prefix else None
         stored = StoredObject(job.register_uri, "", 0) if job.register_uri else self._store(job)
+        if job.attempts and (record.uri, record.iteration) == (stored.uri, job.iteration):
+            return  # an earlier attempt was committed, and only its answer was lost
         self.backend.add_model_version(
             model_id,
             uri=stored.uri,
@@ -241,24 +372,16 @@ class UploadQueue:
             owned=not job.register_uri,
         )
 
-    # -- the one creator of output models -------------------------------------------------
-    def create_model(self, key: str, spec: Mapping[str, Any]) -> ModelRecord:
-        """Create an output model from ``spec`` (``fields``, ``task``, ``entry``), connect it
-        to its task (which takes the model's design and labels if it has none) and remember
-        it under ``key`` for the jobs that wait for it."""
-        from modelbook.task import connect_model
-
-        record = self.backend.create_model(**spec["fields"])
-        connect_model(self.backend, spec["task"], "output", spec["entry"], record.id,
-                      record.design, record.labels)  # fmt: skip
-        self._model_ids[key] = record.id
-        self.spool.remember_model(key, record.id)
-        return record
-
-    def _create(self, job: Job) -> str:
+    def _model_of(self, job: Job) -> str:
+        """The registry id of the job's model (created here for jobs of modelbook 0.1)."""
+        found = job.model_id or self.mapped(job.model_key)
+        if found:
+            return found
         if not job.create:
-            raise UploadError(f"upload job {job.id} names no model and cannot create one")
-        job.model_id = self.create_model(job.model_key, job.create).id
+            return self.resolve(job.model_key)
+        args = {"key": job.model_key, **job.create}
+        job.model_id = deferred.create_model(self.backend, self.resolve, args).id
+        self.remember(job.model_key, job.model_id)
         self.spool.save(job)
         return job.model_id
 
@@ -287,7 +410,7 @@ class UploadQueue:
         return stored
 
 
-def _is_registry_error(exc: BaseException) -> bool:
-    from modelbook.errors import RegistryError
-
-    return isinstance(exc, RegistryError)
+def _what(job: Job) -> str:
+    if job.kind == "call":
+        return deferred.describe(job.op, job.args or {})
+    return f"store the weights of model {job.model_id or job.model_key} (iteration {job.iteration})"

@@ -22,12 +22,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import modelbook
-from modelbook import Model, OutputModel, Task, config, validate
-from modelbook.errors import (
-    InvalidArgumentError,
-    ModelbookError,
-    ModelNotFoundError,
-)
+from modelbook import Model, OutputModel, Task, config, uploads, validate
+from modelbook.deferred import is_local
+from modelbook.errors import InvalidArgumentError, ModelbookError, NotFoundError
 from modelbook.integrations.monitor import Decision, Monitor, as_scalar
 from modelbook.output_model import check_destination
 from modelbook.records import Metadata, to_metadata
@@ -251,7 +248,13 @@ class Registrar:
         wait = config.upload_timeout()  # what is left keeps uploading in the background
         ok, left = self.attempt("wait for uploads", lambda: OutputModel.wait_for_uploads(wait))
         settled = ok and not left
-        if left:
+        if left and not uploads.queue_for(config.get_backend(), config.home()).online():
+            log.warning(
+                "%s: the registry is away (or offline mode is on): %d job(s) wait in the spool "
+                "of %s; `modelbook sync` or the next modelbook process registers them",
+                self.owner, len(left), config.home(),
+            )  # fmt: skip
+        elif left:
             self.failures.append(
                 f"{len(left)} upload(s) still pending after {wait:.0f} s; they stay "
                 "in the spool and resume in the background or in the next process"
@@ -310,8 +313,8 @@ class Registrar:
         try:
             if model_id is not None and Model(model_id).task != task.id:
                 model_id = None  # saved by a run on another task: not ours
-        except ModelNotFoundError:
-            model_id = None  # deleted since: the next improvement creates a new model
+        except NotFoundError:
+            model_id = None  # deleted since, or not registered: the next best creates one
         if model_id is None:
             found = task.models["output"].get(self._entry(task))
             model_id = found.id if found is not None else None
@@ -382,8 +385,8 @@ class Registrar:
         ``keep_last`` before it, through the core's retention: the current weights, the
         best version and bytes anything else references are never deleted."""
         model = self._model
-        if model is None or model.id is None or model.published:
-            return
+        if model is None or model.id is None or is_local(model.id) or model.published:
+            return  # nothing registered yet
         report = model.prune_versions(keep_last=int(self.keep_last or 0) + 1)
         for uri, why in report.failed.items():
             self.failures.append(f"could not delete the pruned weights {uri}: {why}")

@@ -6,6 +6,8 @@ server):
 * one ``requests.Session`` per process (:func:`shared_session`), with urllib3 ``Retry`` on
   connection failures and on 408/429/502/503/504 answers (bounded: 5 tries, back-off capped
   at 10 s);
+* :meth:`ApiClient.fail_fast`: within it, one attempt with short timeouts (the training
+  thread's calls, which are deferred when they fail), and :meth:`ApiClient.reachable`, a probe;
 * ClearML authentication: ``auth.login`` with HTTP Basic credentials gives a JWT, renewed
   6 minutes before it expires and once after a 401;
 * every failure becomes a modelbook exception carrying the endpoint and the server's
@@ -29,6 +31,9 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from modelbook import errors
@@ -43,6 +48,8 @@ API_VERSION = "2.23"
 REFRESH_BEFORE = 360
 #: (connect, read) timeouts of API calls, in seconds.
 TIMEOUT = (10.0, 120.0)
+#: The same, for calls made under :meth:`ApiClient.fail_fast` and for the probe.
+FAST_TIMEOUT = (2.0, 10.0)
 RETRY_STATUSES = (408, 429, 502, 503, 504)
 
 #: Exceptions a modelbook server names in ``meta.error_data`` that are raised again here.
@@ -52,18 +59,20 @@ _REBUILDABLE = (
 )  # fmt: skip
 
 _session_lock = threading.Lock()
-_sessions: dict[tuple[int, bool], requests.Session] = {}
+_sessions: dict[tuple[int, bool, bool], requests.Session] = {}
+_fast: ContextVar[bool] = ContextVar("modelbook_fail_fast", default=False)
 
 
-def shared_session(replayable: bool = True) -> requests.Session:
+def shared_session(replayable: bool = True, retries: bool = True) -> requests.Session:
     """This process's ``requests.Session`` (a forked child makes its own).
 
     Args:
         replayable: True for requests whose body urllib3 can send again, which get retries
             on 408/429/502/503/504 answers; False for streamed uploads, which are retried
             only when the connection could not be made (nothing was sent yet).
+        retries: False for a session that tries each request once.
     """
-    key = (os.getpid(), replayable)
+    key = (os.getpid(), replayable, retries)
     with _session_lock:
         session = _sessions.get(key)
         if session is None:
@@ -71,8 +80,9 @@ def shared_session(replayable: bool = True) -> requests.Session:
             from requests.adapters import HTTPAdapter
             from urllib3.util.retry import Retry
 
+            tries = 5 if retries else 0
             retry = Retry(
-                total=5, connect=5, read=0, other=0, status=5 if replayable else 0,
+                total=tries, connect=tries, read=0, other=0, status=tries if replayable else 0,
                 backoff_factor=0.5, backoff_max=10, allowed_methods=None,
                 status_forcelist=RETRY_STATUSES if replayable else (),
                 raise_on_status=False, respect_retry_after_header=True,
@@ -130,6 +140,26 @@ class ApiClient:
     def __repr__(self) -> str:  # never shows the secret
         return f"ApiClient({self.api_host!r}, access_key={self._auth[0]!r})"
 
+    @staticmethod
+    @contextmanager
+    def fail_fast() -> Iterator[None]:
+        """Calls made in this context (this thread) try once, with short timeouts."""
+        reset = _fast.set(True)
+        try:
+            yield
+        finally:
+            _fast.reset(reset)
+
+    def reachable(self) -> bool:
+        """Whether anything answers HTTP at the API host: one try, a few seconds at most."""
+        import requests
+
+        try:
+            shared_session(retries=False).get(f"{self.api_host}/debug.ping", timeout=FAST_TIMEOUT)
+        except requests.RequestException:
+            return False
+        return True
+
     # -- tokens ---------------------------------------------------------------------------
     def token(self, renew: bool = False) -> str:
         """A valid token, logging in when there is none or it expires within 6 minutes."""
@@ -157,9 +187,10 @@ class ApiClient:
     def _send(self, method: str, url: str, endpoint: str, **kwargs: Any) -> requests.Response:
         import requests
 
-        kwargs.setdefault("timeout", self.timeout)
+        fast = _fast.get()
+        kwargs.setdefault("timeout", FAST_TIMEOUT if fast else self.timeout)
         try:
-            return shared_session().request(method, url, **kwargs)
+            return shared_session(retries=not fast).request(method, url, **kwargs)
         except requests.RequestException as exc:
             raise RegistryError(
                 endpoint, f"cannot reach {self.api_host}: {type(exc).__name__}: {exc}"

@@ -7,6 +7,7 @@ without touching them. Records are plain dataclasses from :mod:`modelbook.record
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from modelbook import storage
@@ -70,6 +71,7 @@ class Backend(ABC):
         tags: list[str] | None = None,
         comment: str = "",
         output_destination: str | None = None,
+        system_tags: list[str] | None = None,
     ) -> TaskRecord:
         """Create a task in status ``created``."""
 
@@ -210,6 +212,18 @@ class Backend(ABC):
     @abstractmethod
     def default_destination(self) -> str:
         """Where weights go when neither the call, the model nor the task names one."""
+
+    # -- reachability ---------------------------------------------------------------------
+    def reachable(self) -> bool:
+        """Whether the registry answers at all, asked once, without retries, in a few
+        seconds at most (a local store always does)."""
+        return True
+
+    def fail_fast(self) -> AbstractContextManager[None]:
+        """Within this context, a call that cannot reach the registry fails at once (one
+        attempt, short timeouts) instead of being retried: for calls made on the training
+        thread, which the caller defers when they fail."""
+        return nullcontext()
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The backend may not be used afterwards."""

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -156,12 +157,15 @@ class HttpBackend(Backend):
         tags: list[str] | None = None,
         comment: str = "",
         output_destination: str | None = None,
+        system_tags: list[str] | None = None,
     ) -> TaskRecord:
         body: dict[str, Any] = {"name": name, "type": type, "comment": comment or ""}
         if project is not None:
             body["project"] = project
         if tags:
             body["tags"] = list(tags)
+        if system_tags:
+            body["system_tags"] = list(system_tags)
         if output_destination is not None:
             body["output_dest"] = output_destination
         data = self._call("tasks.create", body)
@@ -358,6 +362,12 @@ class HttpBackend(Backend):
     # -- storage --------------------------------------------------------------------------
     def default_destination(self) -> str:
         return self.files_host
+
+    def reachable(self) -> bool:
+        return self.client.reachable()
+
+    def fail_fast(self) -> AbstractContextManager[None]:
+        return self.client.fail_fast()
 
     def driver_for(self, uri: str) -> StorageDriver:
         """The files server's driver with this backend's token for URIs under its files

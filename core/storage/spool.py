@@ -1,10 +1,14 @@
 """The upload spool: pending uploads kept on disk until they are stored and registered.
 
-Each job is a folder ``<spool>/jobs/<job id>/`` holding the weights snapshot (``payload``)
-and ``job.json``. A job folder is built under a temporary name and renamed into ``jobs/``,
-so a job is either complete or absent, even if the process dies while writing it. A
-worker holds ``flock`` on the job's ``lock`` file while it works on it; the kernel drops the
-lock when a process dies, so the next process resumes the job.
+Each job is a folder ``<spool>/jobs/<job id>/`` holding ``job.json`` and, for weights, the
+snapshot (``payload``). A job is either weights to store and register (``kind="weights"``) or
+a registry call made while the registry was away (``kind="call"``, see
+:mod:`modelbook.deferred`); jobs of one *chain* (one task) run in the order they were queued.
+
+A job folder is built under a temporary name and renamed into ``jobs/``, so a job is either
+complete or absent, even if the process dies while writing it. A worker holds ``flock`` on
+the job's ``lock`` file while it works on it; the kernel drops the lock when a process dies,
+so the next process resumes the job.
 """
 
 from __future__ import annotations
@@ -30,17 +34,25 @@ from modelbook.storage.base import CHUNK, sha256_file
 
 @dataclass
 class Job:
-    """One pending registration of weights for one model.
+    """One pending registration of weights for one model, or one deferred registry call.
 
     Attributes:
+        chain: jobs of one chain (the task's local id) run strictly in queue order; a job
+            waits while an older job of its chain is pending.
+        kind: ``"weights"`` or ``"call"`` (then ``op`` and ``args`` name the call).
         destination: :meth:`~modelbook.storage.placement.Destination.to_json` of where the
             weights go (the storage layer names the object from it and the sha256).
-        create: what the worker needs to create the model, if it does not exist yet.
+        create: what the worker needs to create the model (jobs of modelbook 0.1 only;
+            newer ones queue a ``create_model`` call before).
     """
 
     id: str
     model_key: str
     registry: str
+    chain: str = ""
+    kind: str = "weights"
+    op: str = ""
+    args: dict[str, Any] | None = None
     model_id: str | None = None
     create: dict[str, Any] | None = None
     destination: dict[str, Any] | None = None
@@ -56,6 +68,11 @@ class Job:
     created: float = field(default_factory=time.time)
     attempts: int = 0
     last_error: str = ""
+
+    @property
+    def group(self) -> str:
+        """The chain this job runs in (jobs written before chains: one per model)."""
+        return self.chain or self.model_key
 
     @staticmethod
     def new_id() -> str:
@@ -94,8 +111,8 @@ class Spool:
         self.jobs_dir = self.root / "jobs"
         self.failed_dir = self.root / "failed"
         self.incoming_dir = self.root / "incoming"
-        self.models_dir = self.root / "models"
-        for folder in (self.jobs_dir, self.failed_dir, self.incoming_dir, self.models_dir):
+        self.ids_dir = self.root / "models"  # local id -> registry id (named so since 0.1)
+        for folder in (self.jobs_dir, self.failed_dir, self.incoming_dir, self.ids_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._sweep()
 
@@ -223,14 +240,19 @@ class Spool:
             shutil.rmtree(self.jobs_dir / job.id, ignore_errors=True)
         return target
 
-    # -- model ids discovered by the worker ------------------------------------------------
-    def remember_model(self, key: str, model_id: str) -> None:
-        _write_json(self.models_dir / key, {"id": model_id})
+    # -- local ids and the registry ids they became ----------------------------------------
+    def remember(self, key: str, registry_id: str, registry: str) -> None:
+        """Record that the local id ``key`` is ``registry_id`` in ``registry`` (durably)."""
+        _write_json(self.ids_dir / key, {"id": registry_id, "registry": registry})
 
-    def model_id(self, key: str) -> str | None:
+    def mapped(self, key: str, registry: str | None = None) -> str | None:
+        """The registry id the local id ``key`` became (in ``registry``, when given)."""
         try:
-            return json.loads((self.models_dir / key).read_text())["id"]
-        except (OSError, ValueError, KeyError):
+            found = json.loads((self.ids_dir / key).read_text())
+            if registry is not None and found.get("registry", registry) != registry:
+                return None
+            return str(found["id"])
+        except (OSError, ValueError, KeyError, TypeError):
             return None
 
 

@@ -207,7 +207,9 @@ class SqlStore(ObjectVerbs, Backend):
         tags: list[str] | None = None,
         comment: str = "",
         output_destination: str | None = None,
+        system_tags: list[str] | None = None,
     ) -> TaskRecord:
+        system_tags = self._check_tags("system_tags", system_tags)
         task_id, stamp = new_id(), now()
         with self._write() as conn:
             conn.execute(
@@ -219,7 +221,7 @@ class SqlStore(ObjectVerbs, Backend):
                     status="created",
                     comment=comment or "",
                     tags=list(tags or []),
-                    system_tags=[],
+                    system_tags=system_tags,
                     created=stamp,
                     last_update=stamp,
                     output_destination=output_destination,

@@ -123,6 +123,7 @@ def create(call: Call) -> dict[str, Any]:
         tags=fields.pop("tags", None),
         comment=fields.pop("comment", ""),
         output_destination=fields.pop("output_destination", None),
+        system_tags=fields.pop("system_tags", None),
     )
     fields.pop("name", None)
     if fields:
