@@ -113,7 +113,13 @@ class ProjectNotFoundError(NotFoundError):
 
 
 class NotRegisteredError(NotFoundError):
-    """A local id (``local-...``) whose task or model the registry has not received yet."""
+    """A local id (``local-...``) whose task or model the registry has not received yet.
+
+    Example:
+        >>> error = NotRegisteredError("local-4f1e", "/home/me/.modelbook/spool")
+        >>> isinstance(error, NotFoundError), "modelbook sync" in str(error)
+        (True, True)
+    """
 
     def __init__(self, local_id: str, spool: object) -> None:
         self.local_id = local_id

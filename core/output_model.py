@@ -548,12 +548,13 @@ class OutputModel(BaseModel):
         queue = uploads.queue_for(config.get_backend(), config.home())
         left = queue.wait(timeout)
         if left:
-            log.warning(
-                "%d upload(s) still pending after %s s; they stay in %s and resume later: %s",
-                len(left), timeout, queue.spool.root,
-                "; ".join(f"model {j.model_id or '(not created yet)'} iteration {j.iteration} "
-                          f"({j.last_error or 'waiting'})" for j in left),
+            why = (
+                "the registry is away or offline mode is on; `modelbook sync` or the next "
+                "modelbook process sends them" if not queue.online()
+                else f"still pending after {timeout} s; they resume in the background or later"
             )  # fmt: skip
+            log.warning("%d job(s) wait in %s (%s): %s", len(left), queue.spool.root, why,
+                        "; ".join(uploads.describe(j) for j in left[:5]))  # fmt: skip
         return left
 
     @classmethod

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from modelbook import config, deferred, uploads
+from modelbook import config, uploads
 from modelbook.errors import InvalidArgumentError
 from modelbook.storage.spool import Job, Spool
 
@@ -44,6 +44,10 @@ class SyncReport:
         elsewhere: jobs waiting for other registries, by registry.
         ids: the registry id each local id created during the sync became.
         reason: why jobs are left, if they are.
+
+    Example:
+        >>> SyncReport(failed=["0001-ab"]).summary().split("; ")[-1]
+        '1 failed (kept in spool/failed; see the log)'
     """
 
     sent: list[Job] = field(default_factory=list)
@@ -80,10 +84,7 @@ class SyncReport:
 def _job_view(job: Job) -> dict:
     view = {k: v for k, v in asdict(job).items() if k in ("id", "registry", "kind", "attempts",
                                                             "last_error", "iteration", "size")}
-    view["what"] = (
-        deferred.describe(job.op, job.args or {}) if job.kind == "call"
-        else f"weights of model {job.model_id or job.model_key} (iteration {job.iteration})"
-    )  # fmt: skip
+    view["what"] = uploads.describe(job)
     return view
 
 

@@ -330,7 +330,7 @@ class UploadQueue:
         self._retry_at.pop(job.id, None)
         if isinstance(exc, ModelNotFoundError) or not is_transient(exc):
             where = self.spool.fail(job)
-            log.error("giving up on %s: %s; the job is kept in %s", _what(job), exc, where)
+            log.error("giving up on %s: %s; the job is kept in %s", describe(job), exc, where)
             return
         if isinstance(exc, RegistryError):
             self.mark_unreachable()
@@ -343,7 +343,7 @@ class UploadQueue:
         if job.attempts == 1 or job.attempts % 10 == 0:
             log.warning(
                 "could not %s, attempt %d: %s; retrying in %.0f s (training goes on; the job "
-                "waits in %s)", _what(job), job.attempts, exc, delay, self.spool.root,
+                "waits in %s)", describe(job), job.attempts, exc, delay, self.spool.root,
             )  # fmt: skip
 
     def _process(self, job: Job) -> None:
@@ -410,7 +410,8 @@ class UploadQueue:
         return stored
 
 
-def _what(job: Job) -> str:
+def describe(job: Job) -> str:
+    """What a job does, in a few words (for logs and ``modelbook uploads``)."""
     if job.kind == "call":
         return deferred.describe(job.op, job.args or {})
     return f"store the weights of model {job.model_id or job.model_key} (iteration {job.iteration})"

@@ -248,7 +248,7 @@ class Registrar:
         wait = config.upload_timeout()  # what is left keeps uploading in the background
         ok, left = self.attempt("wait for uploads", lambda: OutputModel.wait_for_uploads(wait))
         settled = ok and not left
-        if left and not uploads.queue_for(config.get_backend(), config.home()).online():
+        if left and not self._online():
             log.warning(
                 "%s: the registry is away (or offline mode is on): %d job(s) wait in the spool "
                 "of %s; `modelbook sync` or the next modelbook process registers them",
@@ -347,11 +347,16 @@ class Registrar:
                 tags=self.tags,
                 label_enumeration=self.labels,
                 framework=self.framework,
-                base_model_id=self.model_id,
+                # adopting needs the registry; while it is away the best goes on a new model
+                base_model_id=self.model_id if self._online() else None,
                 comment=f"best model registered by {self.owner}",
             )
             self._model.connect(task, self._entry(task))
         return self._model
+
+    @staticmethod
+    def _online() -> bool:
+        return uploads.queue_for(config.get_backend(), config.home()).online()
 
     def _staging_path(self, filename: str) -> Path:
         return self._output_model(self._resolve_task()).staging_path(filename)

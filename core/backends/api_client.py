@@ -51,6 +51,10 @@ TIMEOUT = (10.0, 120.0)
 #: The same, for calls made under :meth:`ApiClient.fail_fast` and for the probe.
 FAST_TIMEOUT = (2.0, 10.0)
 RETRY_STATUSES = (408, 429, 502, 503, 504)
+#: Calls that must not be sent again after an error answer (the server may have done them
+#: and only the answer was lost): the caller retries them the idempotent way (see
+#: :mod:`modelbook.deferred` and the upload queue).
+SEND_ONCE = frozenset({"projects.create", "tasks.create", "models.create", "models.add_version"})
 
 #: Exceptions a modelbook server names in ``meta.error_data`` that are raised again here.
 _REBUILDABLE = (
@@ -189,8 +193,9 @@ class ApiClient:
 
         fast = _fast.get()
         kwargs.setdefault("timeout", FAST_TIMEOUT if fast else self.timeout)
+        session = shared_session(replayable=endpoint not in SEND_ONCE, retries=not fast)
         try:
-            return shared_session(retries=not fast).request(method, url, **kwargs)
+            return session.request(method, url, **kwargs)
         except requests.RequestException as exc:
             raise RegistryError(
                 endpoint, f"cannot reach {self.api_host}: {type(exc).__name__}: {exc}"

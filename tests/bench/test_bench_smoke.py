@@ -29,6 +29,7 @@ SCRIPTS = {
     "transfer.py": [],
     "query_scale.py": [],
     "server_throughput.py": ["starlette", "uvicorn"],
+    "offline_start.py": ["torch", "lightning", "starlette", "uvicorn"],
 }
 TIMEOUT = 240
 
