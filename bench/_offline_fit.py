@@ -45,7 +45,7 @@ def main(root: Path, epochs: int, epoch_seconds: float, callback: bool) -> dict[
             self.log("val_loss", VAL_LOSS[self.current_epoch % len(VAL_LOSS)])
 
         def configure_optimizers(self) -> torch.optim.Optimizer:
-            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+            return torch.optim.SGD(self.parameters(), lr=self.hparams["lr"])
 
     warnings.filterwarnings("ignore")
     for name in ("lightning.pytorch", "pytorch_lightning"):

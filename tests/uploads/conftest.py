@@ -1,4 +1,4 @@
-"""Real parts for the upload and offline tests: a ``modelbook server`` on 127.0.0.1 behind a proxy the
+"""Real parts for the offline tests: a ``modelbook server`` on 127.0.0.1 behind a proxy the
 test cuts, trainings and ``modelbook sync`` in their own processes, and a look at what the
 server holds through a client that does not share their home."""
 

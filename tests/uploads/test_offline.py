@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
-
 import modelbook
 from modelbook import OutputModel, Task
 from modelbook.deferred import is_local
@@ -110,8 +108,8 @@ def test_registry_down_for_the_whole_run(site: Site) -> None:
     assert waiting(site, env) == []
 
     # local ids keep working after the mapping, in any process on that home
-    code = ("from modelbook import Model, Task; import sys; "
-            "print(Model(sys.argv[1]).iteration, Task.get_task(task_id=sys.argv[2]).id)")  # fmt: skip
+    code = ("from modelbook import Model, Task; import sys; print(Model(sys.argv[1]).iteration,"
+            " Task.get_task(task_id=sys.argv[2]).id)")  # fmt: skip
     shown = subprocess.run([sys.executable, "-c", code, down["model_id"], down["task_id"]],
                            env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)  # fmt: skip
     assert shown.stdout.split() == [str(model.iteration), task.id], shown.stderr
