@@ -110,8 +110,8 @@ def test_registry_down_for_the_whole_run(site: Site) -> None:
     # local ids keep working after the mapping, in any process on that home
     code = ("from modelbook import Model, Task; import sys; print(Model(sys.argv[1]).iteration,"
             " Task.get_task(task_id=sys.argv[2]).id)")  # fmt: skip
-    shown = subprocess.run([sys.executable, "-c", code, down["model_id"], down["task_id"]],
-                           env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)  # fmt: skip
+    command = [sys.executable, "-c", code, down["model_id"], down["task_id"]]
+    shown = subprocess.run(command, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT)
     assert shown.stdout.split() == [str(model.iteration), task.id], shown.stderr
 
     assert sync(site, env)["summary"] == "nothing waits for the registry"
@@ -132,7 +132,7 @@ def test_registry_back_mid_run(site: Site) -> None:
     assert proc.returncode == 0, err[-3000:]
     report = json.loads(out.strip().splitlines()[-1])
     assert report["failures"] == []
-    task, model = registered_once(site, "mid")  # the run's own end sent everything
+    _, model = registered_once(site, "mid")  # the run's own end sent everything
     assert model.iteration == 6 * STEPS_PER_EPOCH
     assert waiting(site, env) == []
 
