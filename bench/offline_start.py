@@ -100,7 +100,7 @@ def cases(
             task = found["task_id"]
             ids = "—" if task is None else "local" if task.startswith("local-") else "registry"
             spooled = len(waiting(home)[0]) if callback else 0
-            more = f"{ids} ids, {spooled} jobs spooled"
+            more = f"{ids} ids, {spooled} jobs spooled" if callback else "—"
             if extra.get("MODELBOOK_OFFLINE"):
                 env.pop("MODELBOOK_OFFLINE")
                 start = time.perf_counter()

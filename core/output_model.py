@@ -256,15 +256,19 @@ class OutputModel(BaseModel):
         """Publish the model with the weights last given to ``update_weights``: waits (up to
         the upload timeout) until they are stored, then makes the model read-only.
 
+        While the registry is away (or offline), publishing is queued behind the model's
+        uploads, and done when they are.
+
         Raises:
             UploadError: its weights are still uploading after the upload timeout.
         """
         timeout = config.upload_timeout()
         queue = self._queue()
         left = queue.wait(timeout, model_key=self._key)
-        if left and not queue.online():  # published when the registry has its weights
-            log.warning("model %s is published once its %d upload(s) are done (the registry is "
-                        "away or offline mode is on)", self.id, len(left))  # fmt: skip
+        if not queue.online():
+            log.warning("model %s is published once the registry has its weights (%d upload(s) "
+                        "waiting; the registry is away or offline mode is on)", self.id,
+                        len(left))  # fmt: skip
             self._set(ready=True)
             return
         if left:

@@ -184,8 +184,8 @@ class Task:
                     id=local, name=name, project=None, type=task_type, tags=validate.tags(tags),
                     system_tags=[deferred.key_tag(local)],
                 ), fields)  # fmt: skip
-            task = cls(record, backend, local=local if queue.mapped(local) or record.id == local
-                       else None)  # fmt: skip
+            created = record.id == local or queue.mapped(local) is not None
+            task = cls(record, backend, local=local if created else None)
             task._project_name = project_name
             cls._current = task
             cls._hook_exit()

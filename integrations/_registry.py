@@ -265,8 +265,9 @@ class Registrar:
             self.attempt("check the registered model", self._check_current)
             if self.keep_last is not None:
                 self.attempt("delete old snapshots", self._prune)
-            if success and self.publish_on_end and self.pending is None:
-                self.attempt("publish the best model", model.publish)
+        ready = model is not None and model.id is not None and (settled or not self._online())
+        if ready and success and self.publish_on_end and self.pending is None:
+            self.attempt("publish the best model", model.publish)  # type: ignore[union-attr]
         if self.failures:
             kept = (f" The best model was NOT registered; its weights are kept at "
                     f"{self.pending.path}." if self.pending else "")  # fmt: skip
