@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import modelbook
-from modelbook import Model, OutputModel, Task, config
+from modelbook import Model, OutputModel, Task, config, uploads
 from modelbook.cli import main
 from modelbook.deferred import is_local
 from modelbook.errors import NotRegisteredError
@@ -85,3 +85,25 @@ def test_uploads_and_sync_print_json(offline: Path, weights, capsys) -> None:
     assert report["left"] == [] and len(report["ids"]) == 2
     assert main(["uploads", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["waiting"] == []
+
+
+def test_creations_replayed_after_a_lost_answer_find_what_they_made(registry) -> None:
+    """A creation whose answer was lost runs again: it finds its record by the local id's
+    tag instead of making a second one (the upload worker relies on it)."""
+    from modelbook import deferred
+
+    backend = config.get_backend()
+    queue = uploads.queue_for(backend, config.home())
+    task_key, model_key = deferred.new_local_id(), deferred.new_local_id()
+    create_task = {"key": task_key, "project_name": "replay", "name": "run", "tags": ["a"]}
+    first = deferred.run(backend, queue.resolve, "create_task", create_task)
+    again = deferred.run(backend, queue.resolve, "create_task", create_task)
+    assert again.id == first.id and deferred.key_tag(task_key) in first.system_tags
+    queue.remember(task_key, first.id)
+    fields = {"name": "net", "comment": f"Created by task id: {task_key}"}
+    create_model = {"key": model_key, "task": task_key, "entry": "best", "fields": fields}
+    model = deferred.run(backend, queue.resolve, "create_model", create_model)
+    assert deferred.run(backend, queue.resolve, "create_model", create_model).id == model.id
+    assert model.task == first.id and model.comment == f"Created by task id: {first.id}"
+    assert [m.id for m in Model.query_models(project_name="replay")] == [model.id]
+    assert [e.model for e in backend.get_task(first.id).output_models] == [model.id]
