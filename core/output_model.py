@@ -229,7 +229,7 @@ class OutputModel(BaseModel):
             except ModelbookError as exc:
                 if not is_transient(exc):
                     raise
-                queue.mark_unreachable()
+                queue.mark_unreachable(exc)
         return self._record if self._record is not None else self._planned()
 
     def _planned(self) -> ModelRecord:
@@ -552,13 +552,17 @@ class OutputModel(BaseModel):
         queue = uploads.queue_for(config.get_backend(), config.home())
         left = queue.wait(timeout)
         if left:
+            away = not queue.online()
             why = (
                 "the registry is away or offline mode is on; `modelbook sync` or the next "
-                "modelbook process sends them" if not queue.online()
+                "modelbook process sends them" if away
                 else f"still pending after {timeout} s; they resume in the background or later"
             )  # fmt: skip
-            log.warning("%d job(s) wait in %s (%s): %s", len(left), queue.spool.root, why,
-                        "; ".join(uploads.describe(j) for j in left[:5]))  # fmt: skip
+            said = "offline" if queue.offline() else queue.outages  # once per outage
+            level = logging.INFO if away and queue.told == said else logging.WARNING
+            queue.told = said if away else None
+            log.log(level, "%d job(s) wait in %s (%s): %s", len(left), queue.spool.root, why,
+                    "; ".join(uploads.describe(j) for j in left[:5]))  # fmt: skip
         return left
 
     @classmethod

@@ -174,10 +174,9 @@ class Task:
                 except ModelbookError as exc:
                     if not is_transient(exc):
                         raise
-                    queue.mark_unreachable()
-                    log.warning("registry unreachable (%s): task %r gets the local id %s and is "
-                                "registered when it answers again", exc, name, local)  # fmt: skip
+                    queue.mark_unreachable(exc)
             if record is None:  # registered later, by the upload worker or `modelbook sync`
+                log.info("task %r has the local id %s until the registry has it", name, local)
                 queue.call(local, "create_task", create)
                 queue.call(local, "update_task", {"task": local, "fields": fields})
                 record = _apply(TaskRecord(
@@ -354,7 +353,7 @@ class Task:
             except ModelbookError as exc:
                 if not is_transient(exc):
                     raise
-                queue.mark_unreachable()
+                queue.mark_unreachable(exc)
         return self._data()
 
     def _data(self) -> TaskRecord:

@@ -105,6 +105,9 @@ class UploadQueue:
         self._probe_at = 0.0
         self._probes = 0
         self._gone_at = float("-inf")  # monotonic time the registry last failed to answer
+        #: How many times the registry stopped answering (one log line per outage).
+        self.outages = 0
+        self.told: object = None
         #: True while ``modelbook sync`` drains the queue: offline mode does not hold it.
         self.syncing = False
         #: The latest jobs done, oldest first (``modelbook sync`` summarises them).
@@ -182,9 +185,10 @@ class UploadQueue:
         if self.offline():
             return False
         if self.reachable is None:
-            self.reachable = self.backend.reachable()
-            if not self.reachable:
-                self.mark_unreachable()
+            if not self.backend.reachable():
+                self.mark_unreachable("no answer")
+                return False
+            self.reachable = True
         return self.reachable
 
     def waiting_calls(self, chain: str) -> bool:
@@ -206,11 +210,7 @@ class UploadQueue:
             except ModelbookError as exc:
                 if not is_transient(exc):
                     raise
-                self.mark_unreachable()
-                log.warning(
-                    "registry unreachable (%s); %s is done when it answers again (training "
-                    "goes on; waiting in %s)", exc, deferred.describe(op, args), self.spool.root
-                )  # fmt: skip
+                self.mark_unreachable(exc)
             else:
                 if args.get("key") and record is not None:
                     self.remember(args["key"], record.id)
@@ -221,8 +221,16 @@ class UploadQueue:
         self.kick()
         return None
 
-    def mark_unreachable(self) -> None:
-        """The registry did not answer: callers defer, the worker probes with backoff."""
+    def mark_unreachable(self, why: object = None) -> None:
+        """The registry did not answer: callers defer, the worker probes with backoff. The
+        first time of an outage, one warning says so (with ``why``)."""
+        if self.reachable is not False:
+            self.outages += 1
+            log.warning(
+                "the registry (%s) is unreachable%s; registry calls and weights wait in %s and "
+                "are sent when it answers (training goes on)", self.registry,
+                f" ({why})" if why else "", self.spool.root,
+            )  # fmt: skip
         self.reachable = False
         self._gone_at = time.monotonic()
         self._probe_at = time.monotonic() + _backoff(self._probes, PROBE_CAP)
@@ -333,7 +341,7 @@ class UploadQueue:
             log.error("giving up on %s: %s; the job is kept in %s", describe(job), exc, where)
             return
         if isinstance(exc, RegistryError):
-            self.mark_unreachable()
+            self.mark_unreachable(exc)
             self._retry_at[job.id] = 0.0  # retried as soon as a probe finds the registry
             self.spool.save(job)
             return
