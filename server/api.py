@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from modelbook.errors import ModelbookError
-from modelbook.server import credentials
+from modelbook.server import credentials, dialect
 from modelbook.server.envelope import (
     BAD_AUTH_TYPE,
     BAD_CREDENTIALS,
@@ -104,6 +104,7 @@ class Api:
             payload = self._parse(endpoint, request, body)
             auth = request.headers.get("authorization", "")
             context = {
+                "clearml_strict": self.settings.clearml_strict,
                 "host": request.headers.get("host"),
                 "clearml_client": request.headers.get("x-clearml-client"),
                 "stored": self.files.index if self.files else None,
@@ -168,11 +169,11 @@ class Api:
         """Authenticate and run one call (in a worker thread)."""
         if endpoint == LOGIN:
             return self._login(auth, data)
-        claims = self._verify(auth)
+        claims = {} if endpoint in dialect.OPEN else self._verify(auth)
         handler = ENDPOINTS.get(endpoint)
-        if handler is None:
-            log.info("unsupported endpoint %s", endpoint)
-            raise ApiError.of(NOT_SUPPORTED, f"endpoint {endpoint} is not supported by this server")
+        if handler is None or (self.settings.clearml_strict and endpoint in dialect.EXTENSIONS):
+            log.info("unknown endpoint %s", endpoint)
+            raise dialect.no_endpoint(endpoint, version)
         call = Call(
             endpoint, version, data, self.store, claims.get("identity") or {}, context or {}
         )

@@ -69,6 +69,10 @@ def add_server_commands(subparsers: Any) -> argparse.ArgumentParser:
     )
     server.add_argument("--log-level", default="info", help="uvicorn log level")
     server.add_argument(
+        "--clearml-strict", action="store_true",
+        help="answer as a real ClearML server: modelbook's extensions off (to test clients)",
+    )  # fmt: skip
+    server.add_argument(
         "--no-initial-credentials", action="store_true",
         help="do not create and print credentials when the store has none",
     )  # fmt: skip
@@ -168,6 +172,7 @@ def serve(args: argparse.Namespace, db: str, files_root: Path) -> int:
         max_request_size=args.max_request_size,
         max_upload_size=args.max_upload_size,
         public_url=url,
+        clearml_strict=args.clearml_strict,
     )
     files_root.mkdir(parents=True, exist_ok=True)
     _prepare_store(db, not args.no_initial_credentials, url)

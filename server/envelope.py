@@ -47,6 +47,7 @@ BAD_CREDENTIALS = (401, 21)
 INVALID_CREDENTIALS = (401, 22)
 INVALID_TOKEN = (401, 30)
 TOO_LARGE = (413, 0)
+NO_ENDPOINT = (404, 0)
 GENERAL_ERROR = (500, 0)
 
 #: Statuses an ordinary error must never use (ClearML's SDK retries them endlessly).

@@ -51,6 +51,9 @@ class ServerSettings:
             batches up to 15 MB).
         max_upload_size: largest files-server upload body, in bytes.
         public_url: how clients reach this server (used in messages only).
+        clearml_strict: answer as a real ClearML server does: modelbook's extension
+            endpoints are off and ClearML's defaults apply (a harness for clients; see
+            :mod:`modelbook.server.dialect`).
 
     Example:
         >>> s = ServerSettings(db_url="sqlite://", files_root=Path("/tmp/f"))
@@ -64,6 +67,7 @@ class ServerSettings:
     max_request_size: int = 64 * MIB
     max_upload_size: int = 256 * GIB
     public_url: str | None = None
+    clearml_strict: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -12,6 +12,7 @@ Example (pytest)::
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -19,9 +20,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -77,6 +80,72 @@ def _ready(url: str, access_key: str, secret_key: str) -> bool:
     except requests.RequestException:
         return False
     return response.status_code == 200
+
+
+Forward = Callable[[], tuple[int, dict[str, str], bytes]]
+
+
+class HttpRelay:
+    """An HTTP proxy on 127.0.0.1 for tests: forwards every request to ``target_port``.
+
+    Subclasses override :meth:`handle` to answer instead of forwarding, or to change the
+    answer (a flaky registry, a schema check). One connection per request.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+                def forward() -> tuple[int, dict[str, str], bytes]:
+                    upstream = http.client.HTTPConnection("127.0.0.1", target_port, timeout=60)
+                    try:
+                        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                        upstream.request(self.command, self.path, body=body, headers=headers)
+                        reply = upstream.getresponse()
+                        data = reply.read()
+                    finally:
+                        upstream.close()
+                    kept = {k: v for k, v in reply.getheaders() if k.lower() not in _HOP}
+                    return reply.status, kept, data
+
+                status, headers, data = relay.handle(self.command, self.path, body, forward)
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _relay
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def handle(
+        self, method: str, path: str, body: bytes, forward: Forward
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Answer one request; by default, what the target answers."""
+        return forward()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
 def stop_process_group(proc: subprocess.Popen[bytes]) -> None:

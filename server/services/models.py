@@ -31,6 +31,7 @@ from typing import Any
 
 from modelbook.errors import ModelNotFoundError, TaskNotFoundError
 from modelbook.records import ARCHIVED_TAG, ModelQuery, ModelRecord, metadata_item
+from modelbook.server import dialect
 from modelbook.server.envelope import (
     FIELDS_CONFLICT,
     INVALID_ID,
@@ -121,6 +122,9 @@ def create(call: Call) -> dict[str, Any]:
     fields = model_fields(call)
     for name in ("add_system_tags", "remove_system_tags"):
         fields.pop(name, None)
+    if dialect.strict(call.context):  # ClearML: uri required, born published by default
+        call.string("uri", required=True)
+        fields.setdefault("ready", True)
     model_id = call.string("id")  # modelbook extension: keep an id (imports, seeding)
     if model_id:
         if not _ID_RE.match(model_id):

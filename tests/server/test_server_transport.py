@@ -60,9 +60,20 @@ def test_query_arguments_are_merged_into_the_body(api) -> None:
     assert [p["name"] for p in data_of(response)["projects"]] == ["transport-query"]
 
 
-def test_unknown_endpoint_is_400_not_supported(api) -> None:
+def test_unknown_endpoint_is_404_as_on_clearml(api) -> None:
     response = api("queues.get_all", {})
-    assert response.status_code == 400 and meta_of(response)["result_subcode"] == 1
+    assert response.status_code == 404 and meta_of(response)["result_subcode"] == 0
+    assert meta_of(response)["result_msg"] == (
+        "Unable to find endpoint for name queues.get_all and version 2.23"
+    )
+
+
+def test_server_info_and_ping_answer_without_a_token(server) -> None:
+    for endpoint in ("server.info", "debug.ping"):
+        response = requests.post(f"{server.api_host}/{endpoint}", json={}, timeout=10)
+        assert response.status_code == 200, (endpoint, response.text)
+    info = requests.get(f"{server.api_host}/server.info", timeout=10).json()["data"]
+    assert "models.add_version" in info["modelbook"]["extensions"]  # how clients tell
 
 
 def test_malformed_endpoint_name_is_refused(api) -> None:
