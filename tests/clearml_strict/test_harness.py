@@ -59,6 +59,7 @@ def test_schema_checks() -> None:
     ]
     reply = {"model": {"id": "m", "name": "n", "sha256": "ab", "metadata": {"k": {
         "key": "k", "value": "1", "type": "int", "extra": 1}}}}  # fmt: skip
+    item = {"key": "k", "value": "1", "type": "int"}
     assert reduce_reply("models.get_by_id", "2.23", reply) == {
-        "model": {"id": "m", "name": "n", "metadata": {"k": {"key": "k", "value": "1", "type": "int"}}}
+        "model": {"id": "m", "name": "n", "metadata": {"k": item}}
     }
