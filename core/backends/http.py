@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from modelbook.backends.api_client import ApiClient
 from modelbook.backends.base import Backend
+from modelbook.backends.clearml import ClearmlVerbs, check_name, record_of
 from modelbook.errors import ConfigurationError, InvalidArgumentError
 from modelbook.records import (
     GcResult,
@@ -118,12 +119,32 @@ class HttpBackend(Backend):
                 "`modelbook server create-credentials` makes a pair"
             )
         self.client = ApiClient(self.api_host, access_key, secret_key)
+        self._dialect: str | None = None
+        self._clearml_verbs: ClearmlVerbs | None = None
 
     def __repr__(self) -> str:
         return f"HttpBackend(api_host={self.api_host!r}, files_host={self.files_host!r})"
 
     def _call(self, endpoint: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.client.call(endpoint, body)
+
+    @property
+    def dialect(self) -> str:
+        """``"modelbook"`` or ``"clearml"``: what the server speaks, asked once
+        (``server.info``: a modelbook server names itself and its extensions there)."""
+        if self._dialect is None:
+            info = self._call("server.info", {})
+            self._dialect = "modelbook" if info.get("modelbook") else "clearml"
+        return self._dialect
+
+    @property
+    def _clearml(self) -> ClearmlVerbs | None:
+        """The ClearML-mode verbs (:mod:`modelbook.backends.clearml`) on a ClearML server."""
+        if self.dialect != "clearml":
+            return None
+        if self._clearml_verbs is None:
+            self._clearml_verbs = ClearmlVerbs(self)
+        return self._clearml_verbs
 
     # -- projects -------------------------------------------------------------------------
     def find_project(self, name: str) -> ProjectRecord | None:
@@ -134,6 +155,8 @@ class HttpBackend(Backend):
     def get_or_create_project(self, name: str) -> ProjectRecord:
         if not isinstance(name, str) or not name.strip():
             raise InvalidArgumentError(f"project name must be a non-empty string, got {name!r}")
+        if self._clearml:
+            check_name(name, "project name")
         found = self.find_project(name)
         if found is not None:
             return found
@@ -159,6 +182,8 @@ class HttpBackend(Backend):
         output_destination: str | None = None,
         system_tags: list[str] | None = None,
     ) -> TaskRecord:
+        if self._clearml:
+            check_name(name, "task name")
         body: dict[str, Any] = {"name": name, "type": type, "comment": comment or ""}
         if project is not None:
             body["project"] = project
@@ -187,6 +212,8 @@ class HttpBackend(Backend):
                 f"{sorted(TASK_FIELDS - {'hyperparams', 'last_iteration'})}"
             )
         status = fields.pop("status", None)
+        if self._clearml:
+            self._clearml.update_task_extras(task_id, fields)
         body: dict[str, Any] = {"task": task_id, "force": True}
         for name in ("name", "comment", "type", "tags", "system_tags", "project"):
             if name in fields:
@@ -214,7 +241,10 @@ class HttpBackend(Backend):
                 raise InvalidArgumentError(
                     f"status={status!r} is not accepted; use one of {sorted(_STATUS_ENDPOINTS)}"
                 )
-            data = self._call(endpoint, {"task": task_id, "force": True})
+            body = {"task": task_id, "force": True}
+            if endpoint == "tasks.reset":  # ClearML would delete its output models otherwise
+                body["delete_output_models"] = False
+            data = self._call(endpoint, body)
         return task_record(data["task"]) if "task" in data else self.get_task(task_id)
 
     def set_task_model(self, task_id: str, kind: str, name: str, model_id: str) -> TaskRecord:
@@ -240,10 +270,14 @@ class HttpBackend(Backend):
             raise InvalidArgumentError(
                 f"unknown model fields {sorted(unknown)}; accepted: {sorted(MODEL_FIELDS)}"
             )
+        if self._clearml:
+            return self._clearml.create_model(fields)
         data = self._call("models.create", self._model_body(fields))
         return model_record(data["model"]) if "model" in data else self.get_model(data["id"])
 
     def get_model(self, model_id: str) -> ModelRecord:
+        if self._clearml:
+            return self._clearml.get_model(model_id)
         return model_record(self._call("models.get_by_id", {"model": model_id})["model"])
 
     def update_model(self, model_id: str, **fields: Any) -> ModelRecord:
@@ -252,6 +286,8 @@ class HttpBackend(Backend):
             raise InvalidArgumentError(
                 f"unknown model fields {sorted(unknown)}; accepted: {sorted(MODEL_FIELDS)}"
             )
+        if self._clearml:
+            return self._clearml.update_model(model_id, dict(fields))
         data = self._call("models.edit", {**self._model_body(fields), "model": model_id})
         return model_record(data["model"]) if "model" in data else self.get_model(model_id)
 
@@ -269,6 +305,11 @@ class HttpBackend(Backend):
         metadata: Metadata | None = None,
         owned: bool = True,
     ) -> ModelRecord:
+        if self._clearml:
+            return self._clearml.add_model_version(
+                model_id, uri=uri, sha256=sha256, size=size, iteration=iteration,
+                comment=comment, framework=framework, metadata=metadata,
+            )  # fmt: skip
         body = {
             "model": model_id, "uri": uri, "sha256": sha256, "size": size,
             "iteration": iteration, "comment": comment, "framework": framework,
@@ -279,6 +320,8 @@ class HttpBackend(Backend):
         return model_record(data["model"])
 
     def list_model_versions(self, model_id: str) -> list[ModelVersionRecord]:
+        if self._clearml:
+            return self._clearml.list_model_versions(model_id)
         data = self._call("models.get_versions", {"model": model_id})
         return [version_record(d) for d in data.get("versions", [])]
 
@@ -295,7 +338,8 @@ class HttpBackend(Backend):
             body["name"] = query.name_pattern
         for key, value in (
             ("tags", query.tags), ("system_tags", query.system_tags), ("ready", query.ready),
-            ("uri", query.uri), ("task", query.task), ("id", query.ids),
+            ("uri", query.uri), ("task", None if query.task is None else [query.task]),
+            ("id", query.ids),
             ("metadata", query.metadata),
         ):  # fmt: skip
             if value is not None:
@@ -310,21 +354,33 @@ class HttpBackend(Backend):
         return body
 
     def query_models(self, query: ModelQuery) -> list[ModelRecord]:
-        docs = self._call("models.get_all", self._query_body(query)).get("models", [])
+        body = self._query_body(query)
+        if self._clearml:
+            body = self._clearml.query_body(body, query)
+            docs = self._call("models.get_all", body).get("models", [])
+            found = [record_of(d) for d in docs]
+            return [r for r in found if query.name is None or r.name == query.name]
+        docs = self._call("models.get_all", body).get("models", [])
         return [model_record(d) for d in docs]
 
     def count_models(self, query: ModelQuery) -> int:
         body = self._query_body(query)
         for key in ("page", "page_size", "offset", "size"):
             body.pop(key, None)
+        if self._clearml:
+            return self._clearml.count_models(self._clearml.query_body(body, query))
         return int(self._call("models.count", body)["count"])
 
     def delete_model(self, model_id: str, delete_objects: bool = True) -> list[str]:
+        if self._clearml:
+            return self._clearml.delete_model(model_id)
         body = {"model": model_id, "force": True, "delete_external_artifacts": delete_objects}
         return list(self._call("models.delete", body).get("doomed") or [])
 
     # -- ownership of stored objects (the server applies modelbook.store.objects) ---------
     def prune_versions(self, model_id: str, keep_last: int, dry_run: bool = False) -> PruneResult:
+        if self._clearml:
+            return self._clearml.prune_versions(model_id, keep_last, dry_run)
         body = {"model": model_id, "keep_last": keep_last, "dry_run": dry_run}
         data = self._call("models.prune_versions", body)
         return PruneResult(
@@ -334,23 +390,31 @@ class HttpBackend(Backend):
         )
 
     def begin_object_write(self, uri: str, sha256: str | None, size: int | None) -> None:
+        if self._clearml:
+            return  # no record of objects on a ClearML server: nothing is ever doomed there
         self._call("storage.begin_write", {"uri": uri, "sha256": sha256, "size": size})
 
     def collect_garbage(self, pending_grace: float = 86400.0, dry_run: bool = False) -> GcResult:
+        if self._clearml:
+            return self._clearml.collect_garbage()
         data = self._call("storage.gc", {"pending_grace": pending_grace, "dry_run": dry_run})
         return GcResult(doomed=list(data.get("doomed") or []),
                         partials=list(data.get("partials") or []))  # fmt: skip
 
     def is_referenced(self, uri: str) -> bool:
+        if self._clearml:
+            return self._clearml.is_referenced(uri)
         return bool(self._call("storage.referenced", {"uri": uri}).get("referenced"))
 
     def forget_objects(self, uris: list[str]) -> None:
-        if uris:
+        if uris and not self._clearml:
             self._call("storage.forget", {"uris": list(uris)})
 
     def set_model_metadata(
         self, model_id: str, items: Metadata, replace: bool = False
     ) -> ModelRecord:
+        if self._clearml:
+            return self._clearml.set_model_metadata(model_id, items, bool(replace))
         body = {
             "model": model_id,
             "metadata": metadata_items(items),
