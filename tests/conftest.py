@@ -35,6 +35,7 @@ def _postgres_available() -> bool:
 BACKENDS = ["embedded"]
 BACKENDS += ["http"] if HTTP_AVAILABLE else []
 BACKENDS += ["http-postgres"] if _postgres_available() else []
+BACKENDS += ["clearml"] if HTTP_AVAILABLE else []  # the strict-ClearML harness
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +89,10 @@ class Registry(str):
 def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
     """Configure modelbook for one backend; yields its kind ("embedded" or "http").
 
-    "http-postgres" is "http" with the server's store on a fresh PostgreSQL database.
+    "http-postgres" is "http" with the server's store on a fresh PostgreSQL database;
+    "clearml" is the HTTP backend in ClearML mode against the strict-ClearML harness
+    (``tests/clearml_strict``): the test also fails on any request a real ClearML server
+    would not take as meant.
     """
     if request.param == "embedded":
         modelbook.configure(home=tmp_path / "home")
@@ -101,18 +105,28 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registr
         if request.param == "http-postgres":
             cluster = request.getfixturevalue("postgres_cluster")
             db_url = stack.enter_context(_fresh_database(cluster))
-        server = stack.enter_context(running_server(tmp_path / "server", db_url=db_url))
+        strict = request.param == "clearml"
+        server = stack.enter_context(running_server(
+            tmp_path / "server", db_url=db_url, extra_args=["--clearml-strict"] if strict else [],
+        ))  # fmt: skip
+        gate = None
+        if strict:
+            from clearml_strict.gate import SchemaGate
+
+            gate = SchemaGate(int(server.api_host.rsplit(":", 1)[1]))
+            stack.callback(gate.close)
         modelbook.configure(
             home=tmp_path / "home",
-            api_host=server.api_host,
+            api_host=gate.url if gate else server.api_host,
             files_host=server.files_host,
             access_key=server.access_key,
             secret_key=server.secret_key,
         )
-        kind = Registry("http")
+        kind = Registry(request.param if strict else "http")
         kind.server = server
         yield kind
         modelbook.OutputModel.wait_for_uploads(timeout=30)
+        assert gate is None or not gate.violations, "\n".join(gate.violations)
 
 
 @pytest.fixture

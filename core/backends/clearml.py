@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from modelbook.errors import InvalidArgumentError
 from modelbook.records import (
     ARCHIVED_TAG,
+    PACKAGE_TAG,
     GcResult,
     Metadata,
     ModelQuery,
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
 PREFIX = "modelbook:"
 #: The uri of a model that has no weights yet (ClearML requires one).
 PLACEHOLDER_URI = "modelbook://no-weights-yet"
+#: The name of a model created without one (the server requires a name).
+UNNAMED = "Imported model"
 #: The real server refuses shorter project, task and model names.
 MIN_NAME = 3
 PAGE = 500
@@ -140,7 +143,8 @@ class ClearmlVerbs:
 
     # -- models -------------------------------------------------------------------------
     def create_model(self, fields: dict[str, Any]) -> ModelRecord:
-        check_name(fields.get("name"), "model name")
+        fields = dict(fields, name=fields.get("name") or UNNAMED)  # the server requires one
+        check_name(fields["name"], "model name")
         body = {k: v for k, v in fields.items() if k not in ("sha256", "size", "id", "iteration")}
         body.setdefault("uri", PLACEHOLDER_URI)
         body.setdefault("ready", False)
@@ -198,6 +202,9 @@ class ClearmlVerbs:
         for key in ("comment", "framework"):
             if version.get(key):
                 body[key] = version[key]
+        tags = list(doc.get("system_tags") or [])
+        if version.get("is_package") and PACKAGE_TAG not in tags:
+            body["system_tags"] = [*tags, PACKAGE_TAG]
         self._call("models.edit", body)
         return self.get_model(model_id)
 

@@ -308,7 +308,7 @@ class HttpBackend(Backend):
         if self._clearml:
             return self._clearml.add_model_version(
                 model_id, uri=uri, sha256=sha256, size=size, iteration=iteration,
-                comment=comment, framework=framework, metadata=metadata,
+                comment=comment, framework=framework, metadata=metadata, is_package=is_package,
             )  # fmt: skip
         body = {
             "model": model_id, "uri": uri, "sha256": sha256, "size": size,

@@ -141,6 +141,9 @@ def get_by_id(call: Call) -> dict[str, Any]:
     return {"model": model_doc(_model(call))}
 
 
+_METADATA_FILTER = re.compile(r"^metadata\.(.+)\.value$")
+
+
 def model_query(call: Call) -> ModelQuery:
     """The :class:`ModelQuery` of a ``models.get_all`` body."""
     unsupported = [f for f in _UNSUPPORTED_FILTERS if call.get(f) not in (None, [], "")]
@@ -150,7 +153,14 @@ def model_query(call: Call) -> ModelQuery:
     tasks = call.string_list("task")
     if tasks is not None and len(tasks) > 1:
         raise ApiError.of(NOT_SUPPORTED, "models.get_all filters by one task at a time")
-    metadata = call.dict_field("metadata")
+    metadata = dict(call.dict_field("metadata") or {})
+    for key, value in (call.data.items() if isinstance(call.data, dict) else []):
+        found = _METADATA_FILTER.match(key)  # ClearML's filter: "metadata.<key>.value": [v]
+        if found:
+            values = value if isinstance(value, list) else [value]
+            if len(values) != 1:
+                raise ApiError.of(NOT_SUPPORTED, f"{key}: filter by one value at a time")
+            metadata[found[1]] = values[0]
     order_by = []
     for item in call.string_list("order_by") or ["-created"]:
         name = item.lstrip("-")

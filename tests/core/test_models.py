@@ -39,7 +39,7 @@ def test_each_update_is_a_version_and_the_url_moves(task: Task, weights) -> None
 
 def test_identical_weights_are_stored_once_in_the_blob_store(task: Task, weights) -> None:
     data = b"same bytes" * 100
-    one, two = OutputModel(task=task, name="a"), OutputModel(task=task, name="b")
+    one, two = OutputModel(task=task, name="one"), OutputModel(task=task, name="two")
     a = one.update_weights(str(weights("w.pt", content=data)))
     b = two.update_weights(str(weights("w.pt", content=data)))
     settle()
@@ -114,7 +114,7 @@ def test_package_round_trip(task: Task, tmp_path: Path) -> None:
     assert folder.exists()
 
 
-def test_archive_remove_and_task_models(task: Task, weights) -> None:
+def test_archive_remove_and_task_models(task: Task, weights, registry: str) -> None:
     model = OutputModel(task=task, name="keep")
     task.connect(model, name="best")
     model.update_weights(str(weights()))
@@ -128,7 +128,9 @@ def test_archive_remove_and_task_models(task: Task, weights) -> None:
     model.unarchive()
     url = Model(model.id).url
     assert Model.remove(model.id)
-    assert not modelbook.config.get_backend().driver_for(url).exists(url)
+    # a ClearML server keeps no record of who wrote what: the bytes stay (docs/compatibility)
+    kept = registry == "clearml"
+    assert modelbook.config.get_backend().driver_for(url).exists(url) == kept
     assert not Model.remove(model.id)  # already gone: False, not an exception
 
 
@@ -149,8 +151,8 @@ def test_input_model_connect_copies_design_and_labels(registry: str) -> None:
 
 
 def test_hyperparameters_and_close(registry: str) -> None:
-    task = Task.init(project_name="proj", task_name="hp")
-    assert Task.init(project_name="proj", task_name="hp") is task
+    task = Task.init(project_name="proj", task_name="hparams")
+    assert Task.init(project_name="proj", task_name="hparams") is task
     task.connect({"lr": 0.1, "opt": {"name": "adam", "betas": [0.9, 0.99]}})
     task.connect({"batch": 32}, name="data")
     assert task.get_parameters() == {
@@ -161,8 +163,8 @@ def test_hyperparameters_and_close(registry: str) -> None:
     }
     task.close()
     assert Task.current_task() is None
-    assert Task.get_task(project_name="proj", task_name="hp").status == "completed"
-    assert Task.init(project_name="proj", task_name="hp").id != task.id
+    assert Task.get_task(project_name="proj", task_name="hparams").status == "completed"
+    assert Task.init(project_name="proj", task_name="hparams").id != task.id
 
 
 def test_register_uri_keeps_iteration(task: Task) -> None:

@@ -25,10 +25,10 @@ def population(registry: str) -> list[dict]:
     made = []
     for i in range(240):
         tags = sorted(rng.sample(TAGS, rng.randint(0, 3)))
-        project = "p1" if i % 3 else "p2"
+        project = "proj-1" if i % 3 else "proj-2"
         model = InputModel.import_model(
             weights_url=f"https://example.com/{i}.pt",
-            name=f"m{i % 40}",
+            name=f"model-{i % 40}",
             project=project,
             tags=tags,
             create_as_published=i % 5 == 0,
@@ -41,7 +41,7 @@ def population(registry: str) -> list[dict]:
                 "id": model.id,
                 "tags": tags,
                 "project": project,
-                "name": f"m{i % 40}",
+                "name": f"model-{i % 40}",
                 "published": i % 5 == 0,
                 "archived": archived,
             }
@@ -99,11 +99,11 @@ def test_bucket_semantics_by_hand() -> None:
 
 
 def test_project_name_published_archived(population: list[dict]) -> None:
-    assert [m.id for m in Model.query_models(project_name="p2")] == _expected(
-        population, project="p2"
+    assert [m.id for m in Model.query_models(project_name="proj-2")] == _expected(
+        population, project="proj-2"
     )
-    got = [m.id for m in Model.query_models(project_name="p1", only_published=True)]
-    assert got == _expected(population, project="p1", published=True)
+    got = [m.id for m in Model.query_models(project_name="proj-1", only_published=True)]
+    assert got == _expected(population, project="proj-1", published=True)
     got = [m.id for m in Model.query_models(model_name="m3", include_archived=True)]
     assert got == _expected(population, name="m3", archived=True)
     assert all(not m.archived for m in Model.query_models(tags=["a"]))
@@ -127,15 +127,15 @@ def test_name_is_exact_and_case_sensitive(registry: str) -> None:
 
 
 def test_metadata_filter(registry: str) -> None:
-    a = InputModel.import_model(weights_url="https://x/1.pt", name="a")
-    b = InputModel.import_model(weights_url="https://x/2.pt", name="b")
+    a = InputModel.import_model(weights_url="https://x/1.pt", name="model-a")
+    b = InputModel.import_model(weights_url="https://x/2.pt", name="model-b")
     a.set_metadata("dataset", "imagenet")
     b.set_metadata("dataset", "coco")
     assert [m.id for m in Model.query_models(metadata={"dataset": "coco"})] == [b.id]
 
 
 def test_unknown_project_lists_existing(registry: str) -> None:
-    modelbook.Task.init(project_name="vision", task_name="t")
+    modelbook.Task.init(project_name="vision", task_name="train")
     with pytest.raises(ProjectNotFoundError, match="'vision'"):
         Model.query_models(project_name="visoin")
 
