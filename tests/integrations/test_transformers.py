@@ -111,10 +111,10 @@ def meta(version) -> dict[str, str]:
 
 def test_registers_each_improvement_with_metadata_and_loadable_weights(tmp_path, registry):
     recorder = Recorder()
-    callback = ModelbookCallback(project_name="hf", task_name="bert")
+    callback = ModelbookCallback(project_name="hf-runs", task_name="bert")
     train(arguments(tmp_path, epochs=3), [recorder, callback, Drain()])
 
-    registered = only_model("hf")
+    registered = only_model("hf-runs")
     losses = [seen["metrics"]["eval_loss"] for seen in recorder.seen]
     wanted = [recorder.seen[i] for i in improvements(losses)]
     assert len(registered.versions) == len(wanted) >= 2
@@ -144,27 +144,27 @@ def test_registers_each_improvement_with_metadata_and_loadable_weights(tmp_path,
 
 def test_defaults_follow_metric_for_best_model_and_greater_is_better(tmp_path):
     args = arguments(tmp_path, epochs=4, metric_for_best_model="score", greater_is_better=True)
-    callback = ModelbookCallback(project_name="hf", task_name="score")
+    callback = ModelbookCallback(project_name="hf-runs", task_name="score")
     train(args, [callback, Drain()], compute_metrics=scripted([0.5, 0.7, 0.6, 0.9]))
-    versions = only_model("hf").versions
+    versions = only_model("hf-runs").versions
     keys = {(meta(v)["monitor"], meta(v)["monitor_mode"]) for v in versions}
     assert keys == {("eval_score", "max")}
     assert [float(meta(v)["monitor_value"]) for v in versions] == [0.5, 0.7, 0.9]
 
-    other = ModelbookCallback(monitor="accuracy", project_name="hf", task_name="score")
+    other = ModelbookCallback(monitor="accuracy", project_name="hf-runs", task_name="score")
     with pytest.raises(InvalidArgumentError, match="mode is required for monitor='eval_accuracy'"):
         train(args, [other], compute_metrics=scripted([0.5] * 4))
 
 
 def test_full_checkpoint_is_saved_at_each_improvement(tmp_path):
-    callback = ModelbookCallback("score", "min", project_name="hf", task_name="full",
+    callback = ModelbookCallback("score", "min", project_name="hf-runs", task_name="full",
                                  save_weights_only=False)  # fmt: skip
     train(
         arguments(tmp_path, epochs=4),
         [callback, Drain()],
         compute_metrics=scripted([3.0, 4.0, 2.0, 2.0]),
     )
-    registered = only_model("hf")
+    registered = only_model("hf-runs")
     assert [v.iteration for v in registered.versions] == [4, 12]
     saved = sorted(p.name for p in tmp_path.glob("checkpoint-*"))
     assert saved == ["checkpoint-12", "checkpoint-4"]  # saved because the callback asked
@@ -173,7 +173,7 @@ def test_full_checkpoint_is_saved_at_each_improvement(tmp_path):
 
 
 def test_missing_metric_warns_once_and_fails_at_the_end(tmp_path):
-    callback = ModelbookCallback("f1", "max", project_name="hf", task_name="missing")
+    callback = ModelbookCallback("f1", "max", project_name="hf-runs", task_name="missing")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(MetricNotFoundError, match="'eval_loss'"):
@@ -183,12 +183,12 @@ def test_missing_metric_warns_once_and_fails_at_the_end(tmp_path):
 
 
 def test_several_eval_datasets_report_one_by_one(tmp_path):
-    callback = ModelbookCallback("eval_b_loss", project_name="hf", task_name="multi", mode="min")
+    callback = ModelbookCallback("eval_b_loss", project_name="hf-runs", task_name="multi", mode="min")
     with warnings.catch_warnings():
         warnings.simplefilter("error", MonitorWarning)  # the "a" half of each step is no miss
         train(arguments(tmp_path, epochs=2), [callback],
               eval_dataset={"a": Tokens(16, 3), "b": Tokens(16, 4)})  # fmt: skip
-    first = meta(only_model("hf").versions[0])
+    first = meta(only_model("hf-runs").versions[0])
     assert {"metrics/eval_a_loss", "metrics/eval_b_loss"} <= set(first)
 
 
@@ -197,7 +197,7 @@ def test_resume_continues_the_model_and_never_registers_worse(tmp_path, restore_
     def run(out, values, epochs, **kwargs):
         restore = {"restore_callback_states_from_checkpoint": restore_callback_states}
         args = arguments(out, epochs=epochs, save_strategy="epoch", **restore)
-        callback = ModelbookCallback("score", "min", project_name="hf", task_name="resume")
+        callback = ModelbookCallback("score", "min", project_name="hf-runs", task_name="resume")
         trainer = train(args, [callback, Drain()], compute_metrics=scripted(values), **kwargs)
         callbacks = trainer.callback_handler.callbacks
         return next(c for c in callbacks if isinstance(c, ModelbookCallback))
@@ -209,7 +209,7 @@ def test_resume_continues_the_model_and_never_registers_worse(tmp_path, restore_
     second = run(tmp_path / "run2", [1.5, 1.2, 0.5, 0.7], epochs=5,
                  resume_from_checkpoint=str(tmp_path / "run1" / "checkpoint-4"))  # fmt: skip
 
-    registered = only_model("hf")
+    registered = only_model("hf-runs")
     assert [float(meta(v)["monitor_value"]) for v in registered.versions] == [3.0, 2.0, 1.0, 0.5]
     assert [v.iteration for v in registered.versions] == [4, 8, 12, 16]
     assert registered.task == task_id
