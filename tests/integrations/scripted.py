@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from modelbook import Model
 
@@ -22,3 +23,12 @@ def only_model(project: str) -> Model:
     models = Model.query_models(project_name=project)
     assert len(models) == 1, [m.name for m in models]
     return models[0]
+
+
+def every_version_reads_back(model: Model) -> None:
+    """Each registered version downloads, checked against the sha256 recorded with it (a
+    mismatch raises ``BlobCorruptedError``), on every backend, ClearML mode included."""
+    for version in model.versions:
+        assert version.sha256, version
+        path = model.get_local_copy(version=version.version, raise_on_error=True)
+        assert path and Path(path).exists(), version

@@ -14,7 +14,7 @@ import pytest
 keras = pytest.importorskip("keras")
 np = pytest.importorskip("numpy")
 
-from scripted import improvements, only_model  # noqa: E402
+from scripted import every_version_reads_back, improvements, only_model  # noqa: E402
 
 from modelbook import Model, OutputModel, Task  # noqa: E402
 from modelbook.errors import InvalidArgumentError  # noqa: E402
@@ -94,6 +94,7 @@ def test_registers_each_improvement_with_metadata_and_loadable_weights(registry)
     registered = only_model("keras")
     wanted = [recorder.seen[i] for i in improvements(val_losses(recorder))]
     assert len(registered.versions) == len(wanted) >= 2
+    every_version_reads_back(registered)
     assert (registered.framework, registered.labels) == ("Keras", {"y": 0})
     steps_per_epoch = 3  # 48 training samples, batches of 16
     for version, seen in zip(registered.versions, wanted, strict=True):

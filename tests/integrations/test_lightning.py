@@ -36,7 +36,7 @@ torch = pytest.importorskip("torch")
 pl = pytest.importorskip("lightning.pytorch" if PACKAGE == "lightning" else "pytorch_lightning")
 VERSION = importlib.import_module(PACKAGE).__version__
 
-from scripted import improvements, only_model  # noqa: E402
+from scripted import every_version_reads_back, improvements, only_model  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import modelbook  # noqa: E402
@@ -163,6 +163,7 @@ def test_registers_each_improvement_with_metadata_and_loadable_weights(tmp_path,
     ]
     assert len(wanted) >= 2
     assert [v.iteration for v in model.versions] == [s["step"] for s in wanted]
+    every_version_reads_back(model)
     for version, seen in zip(model.versions, wanted, strict=True):
         m = meta(version)
         assert float(m["monitor_value"]) == seen["metrics"]["val_loss"]

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")  # Trainer needs it
 
-from scripted import improvements, only_model  # noqa: E402
+from scripted import every_version_reads_back, improvements, only_model  # noqa: E402
 from transformers import (  # noqa: E402
     BertConfig,
     BertForSequenceClassification,
@@ -118,6 +118,7 @@ def test_registers_each_improvement_with_metadata_and_loadable_weights(tmp_path,
     losses = [seen["metrics"]["eval_loss"] for seen in recorder.seen]
     wanted = [recorder.seen[i] for i in improvements(losses)]
     assert len(registered.versions) == len(wanted) >= 2
+    every_version_reads_back(registered)
     assert registered.labels == {"negative": 0, "positive": 1}  # from config.id2label
     assert "package" in registered.system_tags
     for version, seen in zip(registered.versions, wanted, strict=True):
@@ -183,7 +184,7 @@ def test_missing_metric_warns_once_and_fails_at_the_end(tmp_path):
 
 
 def test_several_eval_datasets_report_one_by_one(tmp_path):
-    callback = ModelbookCallback("eval_b_loss", project_name="hf-runs", task_name="multi", mode="min")
+    callback = ModelbookCallback("eval_b_loss", "min", project_name="hf-runs", task_name="multi")
     with warnings.catch_warnings():
         warnings.simplefilter("error", MonitorWarning)  # the "a" half of each step is no miss
         train(arguments(tmp_path, epochs=2), [callback],
