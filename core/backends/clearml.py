@@ -30,6 +30,7 @@ import dataclasses
 import json
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from modelbook.errors import InvalidArgumentError
 from modelbook.records import (
@@ -77,6 +78,25 @@ def check_name(name: object, what: str) -> None:
             f"{what} {name!r} is too short for a ClearML server, which needs names of at least "
             f"{MIN_NAME} characters"
         )
+
+
+def clearml_files_host(api_host: str) -> str:
+    """Where a ClearML server's files server is when none is configured, as its SDK derives
+    it: ``api.`` becomes ``files.`` in the host name, else the port becomes 8081.
+
+    Example:
+        >>> clearml_files_host("https://api.clear.example.com")
+        'https://files.clear.example.com'
+        >>> clearml_files_host("http://10.0.0.5:8008")
+        'http://10.0.0.5:8081'
+    """
+    parts = urlsplit(api_host)
+    host = parts.hostname or ""
+    if host.startswith("api."):
+        netloc = parts.netloc.replace(host, "files." + host[len("api.") :], 1)
+    else:
+        netloc = f"{host}:8081"
+    return urlunsplit((parts.scheme, netloc, "", "", ""))
 
 
 def _value(metadata: Metadata, key: str) -> str | None:

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from modelbook.backends.api_client import ApiClient
 from modelbook.backends.base import Backend
-from modelbook.backends.clearml import ClearmlVerbs, check_name, record_of
+from modelbook.backends.clearml import ClearmlVerbs, check_name, clearml_files_host, record_of
 from modelbook.errors import ConfigurationError, InvalidArgumentError
 from modelbook.records import (
     GcResult,
@@ -87,7 +87,9 @@ class HttpBackend(Backend):
 
     Args:
         api_host: the API server, e.g. ``http://10.0.0.5:8008``.
-        files_host: the files server; default ``<api_host>/files`` (a modelbook server's).
+        files_host: the files server; default ``<api_host>/files`` on a modelbook server, and
+            on a ClearML server what its SDK derives (``api.`` -> ``files.`` in the host
+            name, else port 8081).
         access_key / secret_key: API credentials (``modelbook server create-credentials``).
 
     Raises:
@@ -110,7 +112,7 @@ class HttpBackend(Backend):
         secret_key: str | None = None,
     ) -> None:
         self.api_host = _check_url("api_host", api_host)
-        self.files_host = _check_url("files_host", files_host or f"{self.api_host}/files")
+        self._files_host = _check_url("files_host", files_host) if files_host else None
         if not access_key or not secret_key:
             raise ConfigurationError(
                 f"the registry at {self.api_host} needs credentials: set access_key and "
@@ -127,6 +129,15 @@ class HttpBackend(Backend):
 
     def _call(self, endpoint: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.client.call(endpoint, body)
+
+    @property
+    def files_host(self) -> str:
+        """The files server: as configured, else the server's own (see the class)."""
+        if self._files_host:
+            return self._files_host
+        if self._dialect == "clearml":
+            return clearml_files_host(self.api_host)
+        return f"{self.api_host}/files"
 
     @property
     def dialect(self) -> str:

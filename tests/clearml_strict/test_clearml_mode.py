@@ -65,3 +65,16 @@ def test_a_model_registered_on_a_clearml_server_reads_back_whole(
 def test_names_a_clearml_server_refuses_are_refused_here_first(clearml_mode: StrictSite) -> None:
     with pytest.raises(InvalidArgumentError, match="at least 3 characters"):
         Task.init(project_name="ab", task_name="train")
+
+
+def test_the_files_host_is_derived_as_the_clearml_sdk_does() -> None:
+    from modelbook.backends.http import HttpBackend
+
+    backend = HttpBackend(api_host="https://api.example.com", access_key="k", secret_key="s")
+    assert backend.files_host == "https://api.example.com/files"  # a modelbook server's
+    backend._dialect = "clearml"  # as server.info would tell
+    assert backend.files_host == "https://files.example.com"
+    given = HttpBackend(api_host="http://h:8008", files_host="http://f:9000", access_key="k",
+                        secret_key="s")  # fmt: skip
+    given._dialect = "clearml"
+    assert given.files_host == "http://f:9000"
