@@ -267,14 +267,15 @@ class ClearmlVerbs:
         return []
 
     def prune_versions(self, model_id: str, keep_last: int, dry_run: bool) -> PruneResult:
+        """Mark versions pruned by the store's rule (never the current or the best one);
+        no bytes are freed on a ClearML server."""
+        from modelbook.store.objects import choose_prunable
+
         doc = self._doc(model_id)
         meta = metadata_doc(doc.get("metadata") or {})
         history = _versions(meta)
-        live = [v for v in history if not v.get("pruned")]
-        current = doc.get("uri")
-        old = live[: max(0, len(live) - keep_last)]
-        pruned = [v["version"] for v in old if v["uri"] != current]
-        kept = {v["version"]: "current weights" for v in old if v["uri"] == current}
+        records = [version_record(dict(v, model=model_id)) for v in history]
+        pruned, kept = choose_prunable(records, doc.get("uri"), keep_last)
         if pruned and not dry_run:
             for v in history:
                 v["pruned"] = v.get("pruned") or v["version"] in pruned

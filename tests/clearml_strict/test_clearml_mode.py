@@ -53,6 +53,11 @@ def test_a_model_registered_on_a_clearml_server_reads_back_whole(
     local = Path(stored.get_local_copy(raise_on_error=True))  # verified against the hash
     assert hashlib.sha256(local.read_bytes()).hexdigest() == saved[3]
     assert not stored.published
+    first_uri = stored.versions[0].uri
+    report = stored.prune_versions(keep_last=1)
+    assert (report.pruned, report.doomed) == ([1, 2], [])  # marked; nothing deleted there
+    assert [v.pruned for v in Model(model.id).versions] == [True, True, False]
+    assert config.get_backend().driver_for(first_uri).exists(first_uri)
     params = Task.get_task(task_id=task.id).get_parameters()
     assert params["General/lr"] == "0.1" and params["Data/batch"] == "32"
     assert [m.id for m in Model.query_models(project_name="strict-mode")] == [model.id]
