@@ -167,7 +167,6 @@ class ClearmlVerbs:
         check_name(fields["name"], "model name")
         body = {k: v for k, v in fields.items() if k not in ("sha256", "size", "id", "iteration")}
         body.setdefault("uri", PLACEHOLDER_URI)
-        body.setdefault("ready", False)
         if "design" in body:
             body["design"] = {"design": body["design"] or ""}
         if body.get("metadata"):

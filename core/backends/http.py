@@ -281,6 +281,7 @@ class HttpBackend(Backend):
             raise InvalidArgumentError(
                 f"unknown model fields {sorted(unknown)}; accepted: {sorted(MODEL_FIELDS)}"
             )
+        fields.setdefault("ready", False)  # ClearML servers publish new models by default
         if self._clearml:
             return self._clearml.create_model(fields)
         data = self._call("models.create", self._model_body(fields))

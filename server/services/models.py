@@ -122,9 +122,9 @@ def create(call: Call) -> dict[str, Any]:
     fields = model_fields(call)
     for name in ("add_system_tags", "remove_system_tags"):
         fields.pop(name, None)
-    if dialect.strict(call.context):  # ClearML: uri required, born published by default
+    fields.setdefault("ready", True)  # as on ClearML: born published unless told otherwise
+    if dialect.strict(call.context):  # ClearML requires a uri
         call.string("uri", required=True)
-        fields.setdefault("ready", True)
     model_id = call.string("id")  # modelbook extension: keep an id (imports, seeding)
     if model_id:
         if not _ID_RE.match(model_id):
@@ -295,6 +295,8 @@ def delete(call: Call) -> dict[str, Any]:
     referenced (held here: at once; elsewhere: listed in ``doomed`` for the client), unless
     ``delete_external_artifacts`` is false (then they are kept for good)."""
     model = _model(call)
+    if model.ready and not call.boolean("force", False):
+        raise ApiError.of(MODEL_IS_READY, f"model {model.id} is published: pass force to delete it")
     keep = call.boolean("delete_external_artifacts", True) is False
     doomed = call.store.delete_model(model.id, delete_objects=not keep)
     return {"deleted": True, "url": model.uri, "doomed": delete_own_objects(call, doomed)}

@@ -78,7 +78,7 @@ def _ok(api, endpoint: str, body: dict[str, Any], **kwargs: Any) -> dict[str, An
 
 
 def _new_model(api, name: str, **fields: Any) -> str:
-    return _ok(api, "models.create", {"name": _unique(name), **fields})["id"]
+    return _ok(api, "models.create", {"name": _unique(name), "ready": False, **fields})["id"]
 
 
 def _add_version(api, model_id: str, uri: str, content: bytes, **fields: Any) -> dict[str, Any]:
@@ -567,7 +567,8 @@ def test_gc_removes_stale_partial_uploads_and_dry_run_removes_nothing(tmp_path) 
         ))  # fmt: skip
         _put(srv, headers, "gc/orphan.pt", b"orphan")
         model_id = envelope_data(requests.post(
-            f"{srv.api_host}/v2.23/models.create", json={"name": "gc"}, headers=headers,
+            f"{srv.api_host}/v2.23/models.create", json={"name": "gc", "ready": False},
+            headers=headers,
             timeout=TIMEOUT,
         ))["id"]  # fmt: skip
         envelope_data(requests.post(

@@ -150,3 +150,12 @@ def test_request_body_limit(tmp_path) -> None:
             f"{srv.api_host}/v2.23/projects.get_all", data=chunks(), headers=headers, timeout=10
         )
         assert response.status_code == 413
+
+
+def test_models_are_born_published_and_published_ones_need_force_to_go(api) -> None:
+    made = data_of(api("models.create", {"name": "born", "uri": "s3://b/k"}))
+    model = data_of(api("models.get_by_id", {"model": made["id"]}))["model"]
+    assert model["ready"] is True  # ClearML's default
+    refused = api("models.delete", {"model": made["id"]})
+    assert refused.status_code == 400 and meta_of(refused)["result_subcode"] == 203
+    assert data_of(api("models.delete", {"model": made["id"], "force": True}))["deleted"]
