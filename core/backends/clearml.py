@@ -189,6 +189,9 @@ class ClearmlVerbs:
                 current = set(self._doc(model_id).get("system_tags") or [])
                 changed = current | set(other) if tags is add else current - set(other)
                 fields["system_tags"] = sorted(changed)
+        if fields.get("ready") is True:  # publishing is its own call there
+            del fields["ready"]
+            self._call("models.set_ready", {"model": model_id, "publish_task": False})
         body = {k: v for k, v in fields.items() if k not in ("sha256", "size")}
         if "design" in body:
             body["design"] = {"design": body["design"] or ""}

@@ -61,6 +61,8 @@ def test_a_model_registered_on_a_clearml_server_reads_back_whole(
     params = Task.get_task(task_id=task.id).get_parameters()
     assert params["General/lr"] == "0.1" and params["Data/batch"] == "32"
     assert [m.id for m in Model.query_models(project_name="strict-mode")] == [model.id]
+    stored.publish()
+    assert Model(model.id).published and "models.set_ready" in clearml_mode.gate.calls
     stored.archive()
     assert Model.query_models(project_name="strict-mode") == []
     assert [m.id for m in Model.query_models(project_name="strict-mode",
