@@ -90,6 +90,12 @@ class HttpRelay:
 
     Subclasses override :meth:`handle` to answer instead of forwarding, or to change the
     answer (a flaky registry, a schema check). One connection per request.
+
+    Example:
+        >>> relay = HttpRelay(free_port())  # nothing listens there: requests would get errors
+        >>> relay.url.startswith("http://127.0.0.1:")
+        True
+        >>> relay.close()
     """
 
     def __init__(self, target_port: int) -> None:

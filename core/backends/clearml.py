@@ -129,7 +129,15 @@ def _versions(meta: Metadata) -> list[dict[str, Any]]:
 
 
 class ClearmlVerbs:
-    """The verbs of :class:`HttpBackend` that differ on a ClearML server."""
+    """The verbs of :class:`HttpBackend` that differ on a ClearML server.
+
+    Example:
+        >>> from modelbook.backends.http import HttpBackend
+        >>> verbs = ClearmlVerbs(HttpBackend(api_host="http://h:8008", access_key="k",
+        ...                                  secret_key="s"))
+        >>> verbs.collect_garbage()  # no record of objects there: nothing is ever doomed
+        GcResult(doomed=[], partials=[])
+    """
 
     def __init__(self, backend: HttpBackend) -> None:
         self.be = backend

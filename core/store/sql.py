@@ -247,8 +247,21 @@ class SqlStore(ObjectVerbs, Backend):
             ).all()
             return [self._task(conn, r) for r in rows]
 
+    def project_tasks(self, projects: list[str] | None) -> list[TaskRecord]:
+        """Every task of these projects (of all, for None), newest created first (the server's
+        ``tasks.get_all`` filters them further)."""
+        t = s.tasks
+        query = sa.select(t).order_by(t.c.seq.desc())
+        if projects is not None:
+            query = query.where(t.c.project.in_(projects))
+        with self._read() as conn:
+            return [self._task(conn, r) for r in conn.execute(query).all()]
+
     def update_task(self, task_id: str, **fields: Any) -> TaskRecord:
+        """See :meth:`Backend.update_task`; the store also takes ``drop_hyperparams``, a list of
+        ``(section, name)`` to remove (``name`` None: the whole section), applied first."""
         hyperparams = fields.pop("hyperparams", None)
+        dropped = fields.pop("drop_hyperparams", None) or []
         last_iteration = fields.pop("last_iteration", None)
         unknown = set(fields) - _TASK_FIELDS
         if unknown:
@@ -258,11 +271,16 @@ class SqlStore(ObjectVerbs, Backend):
         with self._write() as conn:
             row = self._task_row(conn, task_id, lock=True)
             values = dict(fields, last_update=now())
-            if hyperparams:
+            if hyperparams or dropped:
                 merged = {k: dict(v) for k, v in row.hyperparams.items()}
-                for section, params in hyperparams.items():
+                for section, name in dropped:
+                    if name is None:
+                        merged.pop(section, None)
+                    else:
+                        merged.get(section, {}).pop(name, None)
+                for section, params in (hyperparams or {}).items():
                     merged.setdefault(section, {}).update({k: str(v) for k, v in params.items()})
-                values["hyperparams"] = merged
+                values["hyperparams"] = {k: v for k, v in merged.items() if v}
             if last_iteration is not None:
                 values["last_iteration"] = max(row.last_iteration, int(last_iteration))
             conn.execute(sa.update(s.tasks).where(s.tasks.c.id == task_id).values(**values))

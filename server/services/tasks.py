@@ -9,6 +9,7 @@ container, artifacts) are accepted and dropped.
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from typing import Any
 
@@ -16,7 +17,6 @@ from modelbook.errors import TaskNotFoundError
 from modelbook.records import TaskRecord
 from modelbook.server.envelope import (
     INVALID_TASK_STATUS,
-    NOT_SUPPORTED,
     VALIDATION_ERROR,
     ApiError,
 )
@@ -24,6 +24,7 @@ from modelbook.server.services.call import Call, Handler
 from modelbook.server.services.names import name_matcher
 from modelbook.server.services.projects import get_project, sort_key
 from modelbook.server.wire import project_fields
+from modelbook.store.tagfilter import parse_tag_filter
 from modelbook.wire import MODEL_CONFIG_SECTION, task_doc
 
 _LOCKED = ("published", "closed")
@@ -136,6 +137,8 @@ def get_by_id(call: Call) -> dict[str, Any]:
 
 
 def _candidates(call: Call) -> list[TaskRecord]:
+    """The tasks a ``tasks.get_all`` body selects by id, project, name (ClearML's regular
+    expression; an anchored literal is an exact, indexed match) and tags."""
     ids = call.string_list("id")
     if ids is not None:
         found = []
@@ -146,16 +149,21 @@ def _candidates(call: Call) -> list[TaskRecord]:
                 continue  # an unknown id is simply not listed
         return found
     exact, pattern = name_matcher(call.string("name"))
-    projects = call.get("project")
-    if exact is None or pattern is not None or "project" not in call.data:
-        raise ApiError.of(
-            NOT_SUPPORTED,
-            "this server answers tasks.get_all by id, or by project and exact name",
-        )
-    project_ids = projects if isinstance(projects, list) else [projects]
-    tasks: list[TaskRecord] = []
-    for project in project_ids:
-        tasks += call.store.find_tasks(project=project, name=exact)
+    projects = call.string_list("project")
+    if exact is not None and projects:
+        tasks = [t for p in projects for t in call.store.find_tasks(project=p, name=exact)]
+    else:
+        tasks = call.store.project_tasks(projects)
+        if exact is not None:
+            tasks = [t for t in tasks if t.name == exact]
+        elif pattern is not None:
+            matcher = re.compile(pattern)
+            tasks = [t for t in tasks if matcher.search(t.name)]
+    for name in ("tags", "system_tags"):
+        terms = call.get(name)
+        if terms:
+            wanted = parse_tag_filter(terms if isinstance(terms, list) else [terms])
+            tasks = [t for t in tasks if wanted.matches(getattr(t, name))]
     return tasks
 
 
@@ -264,6 +272,29 @@ def edit_hyper_params(call: Call) -> dict[str, Any]:
     return {"updated": 1}
 
 
+def get_hyper_params(call: Call) -> dict[str, Any]:
+    params = []
+    for task_id in call.string_list("tasks") or []:
+        task = call.store.get_task(task_id)
+        items = [{"section": section, "name": name, "value": value, "type": "", "description": ""}
+                 for section, values in task.hyperparams.items()
+                 for name, value in values.items()]  # fmt: skip
+        params.append({"task": task.id, "hyperparams": items})
+    return {"params": params}
+
+
+def delete_hyper_params(call: Call) -> dict[str, Any]:
+    task = _task(call)
+    items = call.require("hyperparams")
+    if not isinstance(items, list) or not all(isinstance(i, dict) and i.get("section")
+                                              for i in items):  # fmt: skip
+        raise ApiError.of(VALIDATION_ERROR, "hyperparams must be a list of {section, name}")
+    gone = [(str(i["section"]), str(i["name"]) if i.get("name") else None) for i in items]
+    before = sum(len(v) for v in task.hyperparams.values())
+    after = call.store.update_task(task.id, drop_hyperparams=gone)
+    return {"deleted": before - sum(len(v) for v in after.hyperparams.values())}
+
+
 def edit_configuration(call: Call) -> dict[str, Any]:
     task = _task(call)
     config = _model_config(call.require("configuration"))
@@ -298,6 +329,8 @@ ENDPOINTS: dict[str, Handler] = {
     "tasks.ping": ping,
     "tasks.add_or_update_model": add_or_update_model,
     "tasks.edit_hyper_params": edit_hyper_params,
+    "tasks.get_hyper_params": get_hyper_params,
+    "tasks.delete_hyper_params": delete_hyper_params,
     "tasks.edit_configuration": edit_configuration,
     "tasks.set_requirements": accepted,
     "tasks.add_or_update_artifacts": accepted,

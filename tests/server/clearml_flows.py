@@ -82,6 +82,28 @@ def query() -> None:
     out(ids=[m.id for m in models], names=[m.name for m in models])
 
 
+def get_tasks() -> None:
+    from clearml import Task
+
+    by_project = Task.get_tasks(project_name="listing")
+    by_pattern = Task.get_tasks(project_name="listing", task_name="run-1")  # a regex: run-1, run-10
+    by_tags = Task.get_tasks(project_name="listing", tags=["keep", "-drop"])
+    out(project=sorted(t.name for t in by_project), pattern=sorted(t.name for t in by_pattern),
+        tags=sorted(t.name for t in by_tags))
+
+
+def parameters() -> None:
+    from clearml import Task
+
+    task = Task.init(project_name="params", task_name="edit", **QUIET)
+    task.set_parameters({"Args/lr": 0.1, "Args/wd": 0.01})
+    task.set_user_properties(owner="me")
+    task.delete_parameter("Args/wd")
+    params, props = task.get_parameters(), task.get_user_properties(value_only=True)
+    task.close()
+    out(task=task.id, params=params, props=props)
+
+
 if __name__ == "__main__":
     flows = {
         "init_close": init_close,
@@ -89,5 +111,7 @@ if __name__ == "__main__":
         "input_model": input_model,
         "import_model": import_model,
         "query": query,
+        "get_tasks": get_tasks,
+        "parameters": parameters,
     }
     flows[sys.argv[1]](*sys.argv[2:])

@@ -187,3 +187,22 @@ def test_modelbook_output_model_through_the_sdk(modelbook_on_server, sdk_env, tm
     task.close()
     result = run_flow(sdk_env, tmp_path, "input_model", model.id)
     assert result["sha256"] == digest and result["labels"] == {"y": 3}
+
+
+def test_get_tasks_by_project_name_pattern_and_tags(sdk_env, backend, tmp_path) -> None:
+    project = backend.get_or_create_project("listing").id
+    for name, tags in (("run-1", ["keep"]), ("run-10", ["keep", "drop"]), ("run-2", []),
+                       ("other", ["keep"])):  # fmt: skip
+        backend.create_task(name=name, project=project, tags=tags)
+    found = run_flow(sdk_env, tmp_path, "get_tasks")
+    assert found["project"] == ["other", "run-1", "run-10", "run-2"]
+    assert found["pattern"] == ["run-1", "run-10"]
+    assert found["tags"] == ["other", "run-1"]
+
+
+def test_parameters_and_user_properties_set_read_and_deleted(sdk_env, backend, tmp_path) -> None:
+    found = run_flow(sdk_env, tmp_path, "parameters")
+    assert found["params"].get("Args/lr") == "0.1" and "Args/wd" not in found["params"]
+    assert found["props"] == {"owner": "me"}
+    stored = backend.get_task(found["task"]).hyperparams
+    assert stored["Args"] == {"lr": "0.1"} and stored["properties"]["owner"] == "me"

@@ -122,13 +122,15 @@ def test_paths_that_are_not_weights_are_refused(
 def test_prune_and_remove_keep_what_another_model_names(
     registry: Any, task: Task, tmp_path: Path
 ) -> None:
+    if registry == "clearml":
+        pytest.skip("a ClearML server keeps no record of objects: nothing is deleted there")
     first = os.urandom(2000)
-    a = OutputModel(task=task, name="a")
+    a = OutputModel(task=task, name="model-a")
     for content in (first, os.urandom(2000), os.urandom(2000)):
         store(a, tmp_path, content)
     a_uris = [v.uri for v in Model(a.id).versions]
     assert all(u.startswith(task.output_uri + "/") for u in a_uris)
-    b = OutputModel(task=task, name="b")
+    b = OutputModel(task=task, name="model-b")
     b.update_weights(register_uri=a_uris[0], async_enable=False)
     store(b, tmp_path, os.urandom(2000))
     known = {a_uris[0]: sha(first)}
@@ -193,13 +195,13 @@ def test_remove_never_deletes_the_users_objects(
 def test_local_copy_handed_back_to_update_weights_stays(
     task: Task, tmp_path: Path, bucket: str
 ) -> None:
-    a = OutputModel(task=task, name="a")
+    a = OutputModel(task=task, name="model-a")
     store(a, tmp_path, data := os.urandom(2500))
     local = Model(a.id).get_local_copy(raise_on_error=True)
     assert local is not None
     task.close()
     other = Task.init(project_name="own", task_name="finetune", output_uri=f"s3://{bucket}/b")
-    b = OutputModel(task=other, name="b")
+    b = OutputModel(task=other, name="model-b")
     b.update_weights(local)  # async, auto_delete_file=True (default)
     assert OutputModel.wait_for_uploads(timeout=UPLOAD_TIMEOUT) == []
     assert Path(local).is_file() and Path(local).read_bytes() == data
@@ -231,6 +233,8 @@ def test_same_file_name_gets_a_uri_per_version(
 def test_gc_dry_run_deletes_nothing_and_gc_deletes_an_abandoned_upload(
     registry: Any, task: Task, tmp_path: Path, s3_uri: str
 ) -> None:
+    if registry == "clearml":
+        pytest.skip("a ClearML server keeps no record of objects: gc finds nothing there")
     model = OutputModel(task=task)
     store(model, tmp_path, os.urandom(900))
     data = os.urandom(900)
