@@ -9,12 +9,14 @@ container, artifacts) are accepted and dropped.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from functools import partial
 from typing import Any
 
-from modelbook.errors import TaskNotFoundError
+from modelbook.errors import ModelNotFoundError, TaskNotFoundError
 from modelbook.records import TaskRecord
+from modelbook.server import dialect
 from modelbook.server.envelope import (
     INVALID_TASK_STATUS,
     VALIDATION_ERROR,
@@ -192,6 +194,8 @@ def edit(call: Call) -> dict[str, Any]:
     fields = task_fields(call)
     if not call.boolean("force", False) and task.status in _LOCKED:
         raise ApiError.of(INVALID_TASK_STATUS, f"task is {task.status} and cannot be edited")
+    if "hyperparams" in fields and dialect.strict(call.context):  # ClearML replaces them all
+        fields["drop_hyperparams"] = [(section, None) for section in task.hyperparams]
     if fields:
         task = call.store.update_task(task.id, **fields)
     return {"updated": 1 if fields else 0, "fields": _public(fields), "task": task_doc(task)}
@@ -239,6 +243,12 @@ def failed(call: Call) -> dict[str, Any]:
 
 
 def reset(call: Call) -> dict[str, Any]:
+    """Back to ``created``; in strict mode, as on ClearML, the task's output models are deleted
+    too unless ``delete_output_models`` is false (their files stay: nothing else is known)."""
+    if dialect.strict(call.context) and call.boolean("delete_output_models", True):
+        for entry in _task(call).output_models:
+            with contextlib.suppress(ModelNotFoundError):
+                call.store.delete_model(entry.model, delete_objects=False)
     return _set_status(call, "created", _ACTIVE)
 
 

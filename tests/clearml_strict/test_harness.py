@@ -63,3 +63,24 @@ def test_schema_checks() -> None:
     assert reduce_reply("models.get_by_id", "2.23", reply) == {
         "model": {"id": "m", "name": "n", "metadata": {"k": item}}
     }
+
+
+def test_the_strict_server_keeps_clearmls_destructive_semantics(strict: StrictSite) -> None:
+    """What a client must not lean on: tasks.edit replaces hyper-parameters wholesale, and
+    tasks.reset deletes the task's output models unless told not to."""
+    project = envelope_data(_call(strict, "projects.create", {"name": "semantics"}))["id"]
+    task = envelope_data(_call(strict, "tasks.create", {"name": "run", "project": project,
+                                                        "type": "training"}))["id"]  # fmt: skip
+    for section in ("Args", "Data"):
+        params = {section: {"x": {"section": section, "name": "x", "value": "1"}}}
+        _call(strict, "tasks.edit", {"task": task, "hyperparams": params})
+    got = envelope_data(_call(strict, "tasks.get_by_id", {"task": task}))["task"]["hyperparams"]
+    assert list(got) == ["Data"]  # the second edit replaced the first
+    for keep in (False, True):
+        model = envelope_data(_call(strict, "models.create", {"name": "out", "uri": "s3://b/k"}))
+        _call(strict, "tasks.add_or_update_model",
+              {"task": task, "name": "out", "model": model["id"], "type": "output"})  # fmt: skip
+        body = {"task": task, "force": True, **({"delete_output_models": False} if keep else {})}
+        assert _call(strict, "tasks.reset", body).status_code == 200
+        found = _call(strict, "models.get_by_id", {"model": model["id"]}, direct=True)
+        assert (found.status_code == 200) == keep, keep
