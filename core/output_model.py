@@ -14,7 +14,6 @@ from modelbook import config, deferred, uploads, validate
 from modelbook.errors import (
     InvalidArgumentError,
     ModelbookError,
-    StorageError,
     UploadError,
     WeightsArgumentError,
     WeightsFileNotFoundError,
@@ -24,8 +23,8 @@ from modelbook.frameworks import Framework
 from modelbook.localcopy import make_package
 from modelbook.model import BaseModel
 from modelbook.records import PACKAGE_TAG, Metadata, ModelRecord, to_metadata
-from modelbook.storage import driver_for, scheme_of
-from modelbook.storage.local import to_path, to_uri
+from modelbook.storage import scheme_of
+from modelbook.storage.local import to_uri
 from modelbook.storage.placement import Destination, is_object_path
 from modelbook.storage.spool import Job
 
@@ -300,7 +299,7 @@ class OutputModel(BaseModel):
         if not uri:
             return
         self._check_not_published("set the upload destination")
-        self._upload_uri = check_destination(uri)
+        self._upload_uri = validate.destination(uri)
 
     def update_labels(self, labels: Mapping[str, int]) -> None:
         """Set the label enumeration ``{name: int}`` of the model (and of its task)."""
@@ -405,7 +404,7 @@ class OutputModel(BaseModel):
             self._submit(None, False, Path(uri).name, uri, iteration, prefix, is_package,
                          metadata, wait=not async_enable)  # fmt: skip
             return uri
-        path = check_weights_path(weights_filename)
+        path = validate.weights_path(weights_filename)
         if path.is_dir():
             return self.update_weights_package(
                 weights_path=str(path), upload_uri=upload_uri,
@@ -514,7 +513,7 @@ class OutputModel(BaseModel):
                 "files) or weights_path (a folder)"
             )
         if weights_path is not None:
-            base = check_weights_path(weights_path)
+            base = validate.weights_path(weights_path)
             if not base.is_dir():
                 raise WeightsFileNotFoundError(base)
             paths = [base]
@@ -522,7 +521,7 @@ class OutputModel(BaseModel):
             names = validate.tags(weights_filenames, "weights_filenames")
             if not names:
                 raise WeightsFileNotFoundError("(empty list)")
-            paths = [check_weights_path(p) for p in names]
+            paths = [validate.weights_path(p) for p in names]
             base = paths[0].parent if len(paths) == 1 else Path(os.path.commonpath(paths))
         if upload_uri:
             self.set_upload_destination(upload_uri)
@@ -569,60 +568,6 @@ class OutputModel(BaseModel):
     def set_default_upload_uri(cls, output_uri: str | None) -> None:
         """Kept for ClearML compatibility; set ``Task.init(output_uri=...)`` instead."""
         log.warning("OutputModel.set_default_upload_uri is ignored; use Task.init(output_uri=...)")
-
-
-def check_weights_path(weights: str | os.PathLike[str] | None) -> Path:
-    """The weights file or folder handed to ``update_weights``, refused when it cannot be
-    what the caller means: an empty path, ``.`` or the working directory, ``/``, the user's
-    home, or a folder holding the modelbook home (the store itself).
-
-    Raises:
-        InvalidArgumentError: one of those.
-        WeightsFileNotFoundError: the path does not exist.
-    """
-    if weights is None or not str(weights).strip():
-        raise InvalidArgumentError(
-            f"weights_filename must name a weights file or folder, got {weights!r}; "
-            "pass the path of the file you saved (e.g. 'model.pt')"
-        )
-    path = Path(weights).expanduser()
-    if not path.exists():
-        raise WeightsFileNotFoundError(path)
-    if path.is_dir():
-        resolved, store = path.resolve(), config.home().resolve()
-        refused = {Path("/"): "the root folder", Path.home().resolve(): "your home folder",
-                   Path.cwd().resolve(): "the working directory"}  # fmt: skip
-        why = refused.get(resolved) or (
-            "a folder holding the modelbook store" if store.is_relative_to(resolved) else None
-        )
-        if why:
-            raise InvalidArgumentError(
-                f"refusing to package {str(weights)!r}: it is {why} ({resolved}); pass the "
-                "weights file, or a folder that holds only the model (a save_pretrained "
-                "folder, a checkpoint folder)"
-            )
-    return path
-
-
-def check_destination(uri: str) -> str:
-    """Validate a weights destination and return it conformed (``file://`` for paths)."""
-    if not isinstance(uri, str):
-        raise InvalidArgumentError(f"destination must be a string URI, got {uri!r}")
-    scheme = scheme_of(uri)
-    if scheme in ("", "file"):
-        path = to_path(uri)
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            probe = path / f".modelbook-write-test-{os.getpid()}"
-            probe.touch()
-            probe.unlink()
-        except OSError as exc:
-            raise StorageError(
-                f"Could not set destination uri to: {uri} [Check write permissions]: {exc}"
-            ) from exc
-        return to_uri(path).rstrip("/")
-    driver_for(uri)  # raises for schemes no driver handles
-    return uri.rstrip("/")
 
 
 __all__ = ["PACKAGE_TAG", "OutputModel"]

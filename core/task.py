@@ -210,13 +210,11 @@ class Task:
 
     @staticmethod
     def _destination(output_uri: str | bool | None, backend: Backend) -> str | None:
-        from modelbook.output_model import check_destination
-
         if output_uri is True:
             return backend.default_destination()
         if output_uri in (None, False):
             return None
-        return check_destination(output_uri)  # type: ignore[arg-type]
+        return validate.destination(output_uri)  # type: ignore[arg-type]
 
     @staticmethod
     def _reusable(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from modelbook.errors import InvalidArgumentError
+from modelbook.errors import InvalidArgumentError, StorageError, WeightsFileNotFoundError
 
 
 def name(value: Any, what: str = "name") -> str:
@@ -95,3 +97,62 @@ def config_dict(text: str) -> dict[str, Any]:
                     result[key.strip()] = raw.strip("\"'")
                 break
     return result
+
+
+def weights_path(weights: str | os.PathLike[str] | None) -> Path:
+    """The weights file or folder handed to ``update_weights``, refused when it cannot be
+    what the caller means: an empty path, ``.`` or the working directory, ``/``, the user's
+    home, or a folder holding the modelbook home (the store itself).
+
+    Raises:
+        InvalidArgumentError: one of those.
+        WeightsFileNotFoundError: the path does not exist.
+    """
+    from modelbook import config
+
+    if weights is None or not str(weights).strip():
+        raise InvalidArgumentError(
+            f"weights_filename must name a weights file or folder, got {weights!r}; "
+            "pass the path of the file you saved (e.g. 'model.pt')"
+        )
+    path = Path(weights).expanduser()
+    if not path.exists():
+        raise WeightsFileNotFoundError(path)
+    if path.is_dir():
+        resolved, store = path.resolve(), config.home().resolve()
+        refused = {Path("/"): "the root folder", Path.home().resolve(): "your home folder",
+                   Path.cwd().resolve(): "the working directory"}  # fmt: skip
+        why = refused.get(resolved) or (
+            "a folder holding the modelbook store" if store.is_relative_to(resolved) else None
+        )
+        if why:
+            raise InvalidArgumentError(
+                f"refusing to package {str(weights)!r}: it is {why} ({resolved}); pass the "
+                "weights file, or a folder that holds only the model (a save_pretrained "
+                "folder, a checkpoint folder)"
+            )
+    return path
+
+
+def destination(uri: str) -> str:
+    """Validate a weights destination and return it conformed (``file://`` for paths)."""
+    from modelbook.storage import driver_for, scheme_of
+    from modelbook.storage.local import to_path, to_uri
+
+    if not isinstance(uri, str):
+        raise InvalidArgumentError(f"destination must be a string URI, got {uri!r}")
+    scheme = scheme_of(uri)
+    if scheme in ("", "file"):
+        path = to_path(uri)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".modelbook-write-test-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise StorageError(
+                f"Could not set destination uri to: {uri} [Check write permissions]: {exc}"
+            ) from exc
+        return to_uri(path).rstrip("/")
+    driver_for(uri)  # raises for schemes no driver handles
+    return uri.rstrip("/")

@@ -26,7 +26,6 @@ from modelbook import Model, OutputModel, Task, config, uploads, validate
 from modelbook.deferred import is_local
 from modelbook.errors import InvalidArgumentError, ModelbookError, NotFoundError
 from modelbook.integrations.monitor import Decision, Monitor, as_scalar
-from modelbook.output_model import check_destination
 from modelbook.records import Metadata, to_metadata
 
 T = TypeVar("T")
@@ -139,7 +138,7 @@ class Registrar:
         self.project_name, self.task_name, self.model_name = project_name, task_name, model_name
         self.tags = validate.tags(tags)
         self.labels = validate.labels(labels) if labels is not None else None
-        self.upload_uri = check_destination(upload_uri) if upload_uri else None
+        self.upload_uri = validate.destination(upload_uri) if upload_uri else None
         self.keep_last, self.publish_on_end = keep_last, bool(publish_on_end)
         self._task = task
         self._explicit_task_id = task.id if task is not None else None
