@@ -2,10 +2,11 @@
 ``modelbook server --clearml-strict``, only what a real ClearML server answers.
 
 Strict mode is a harness for clients (modelbook's own HTTP backend in ClearML mode first):
-the extension endpoints answer as unknown ones do on ClearML (HTTP 404, result code 0),
-``models.create`` requires ``uri`` and makes published models unless told ``ready: false``,
-and ``server.info`` does not name modelbook. A client tells the two apart by that
-``server.info``: a modelbook server adds ``modelbook`` (its version and extensions).
+the extension endpoints answer as unknown ones do on ClearML (HTTP 404, subcode 0),
+``models.create`` requires ``uri``, ``tasks.edit`` replaces hyper-parameters wholesale,
+``tasks.reset`` deletes the task's output models unless told not to, and ``server.info`` does
+not name modelbook. A client tells the two apart by that ``server.info``: a modelbook server
+adds ``modelbook`` (its version and extensions).
 
 Example:
     >>> "models.add_version" in EXTENSIONS, "models.get_all" in EXTENSIONS
