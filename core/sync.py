@@ -195,10 +195,14 @@ def _adopt_jobs(source: Spool) -> str | None:
         if in_place:
             source.save(job)  # this home's own spool: readdressed in place
         else:
-            building = queue.spool.root / f".{job.id}.partial"
-            shutil.copytree(source.jobs_dir / job.id, building)
-            (building / "job.json").write_text(json.dumps(asdict(job)))
-            os.replace(building, queue.spool.jobs_dir / job.id)
+            with source.claim(job) as mine:
+                if not mine:  # sent (or being sent) by a process on that home: not ours now
+                    continue
+                building = queue.spool.root / f".{job.id}.partial"
+                shutil.rmtree(building, ignore_errors=True)  # an import killed mid-copy left it
+                shutil.copytree(source.jobs_dir / job.id, building)
+                (building / "job.json").write_text(json.dumps(asdict(job)))
+                os.replace(building, queue.spool.jobs_dir / job.id)
         with open(ledger, "a") as out:
             out.write(job.id + "\n")
     return first_task

@@ -107,3 +107,19 @@ def test_creations_replayed_after_a_lost_answer_find_what_they_made(registry) ->
     assert model.task == first.id and model.comment == f"Created by task id: {first.id}"
     assert [m.id for m in Model.query_models(project_name="replay")] == [model.id]
     assert [e.model for e in backend.get_task(first.id).output_models] == [model.id]
+
+
+def test_an_import_killed_mid_copy_is_redone_once(offline: Path, weights, tmp_path: Path) -> None:
+    """A session imported into another home, after an import that died while copying a job."""
+    from modelbook.sync import import_session
+
+    train_offline(weights)
+    modelbook.configure(home=tmp_path / "desk")  # still offline: the sync sends regardless
+    first = sorted((offline / "spool" / "jobs").iterdir())[0].name
+    stale = tmp_path / "desk" / "spool" / f".{first}.partial"
+    stale.mkdir(parents=True)
+    (stale / "job.json").write_text("half")
+    task_id = import_session(offline)
+    assert task_id and not is_local(task_id) and not stale.exists()
+    assert import_session(offline) == task_id  # again: nothing twice
+    assert len(Model.query_models(project_name="offline")) == 1
