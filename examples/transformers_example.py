@@ -45,21 +45,22 @@ def main(epochs: int = 4) -> str:
         intermediate_size=64, max_position_embeddings=16,
         id2label={0: "low", 1: "high"}, label2id={"low": 0, "high": 1},
     )  # fmt: skip
-    args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="modelbook-hf-"), num_train_epochs=epochs,
-        eval_strategy="epoch", save_strategy="no", logging_strategy="no", learning_rate=5e-3,
-        per_device_train_batch_size=32, metric_for_best_model="accuracy",
-        greater_is_better=True, report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="modelbook-hf-") as scratch:  # Trainer's output_dir
+        args = TrainingArguments(
+            output_dir=scratch, num_train_epochs=epochs,
+            eval_strategy="epoch", save_strategy="no", logging_strategy="no", learning_rate=5e-3,
+            per_device_train_batch_size=32, metric_for_best_model="accuracy",
+            greater_is_better=True, report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
+        )  # fmt: skip
 
-    task = Task.init(project_name="examples", task_name="transformers")
-    callback = ModelbookCallback(task=task, model_name="tiny-bert")  # eval_accuracy, max
-    trainer = Trainer(
-        model=BertForSequenceClassification(config), args=args, train_dataset=Tokens(256, 0),
-        eval_dataset=Tokens(64, 1), compute_metrics=accuracy, callbacks=[callback],
-    )  # fmt: skip
-    trainer.train()
-    task.close()
+        task = Task.init(project_name="examples", task_name="transformers")
+        callback = ModelbookCallback(task=task, model_name="tiny-bert")  # eval_accuracy, max
+        trainer = Trainer(
+            model=BertForSequenceClassification(config), args=args, train_dataset=Tokens(256, 0),
+            eval_dataset=Tokens(64, 1), compute_metrics=accuracy, callbacks=[callback],
+        )  # fmt: skip
+        trainer.train()
+        task.close()
 
     model = Model(callback.registrar.model_id)
     best = model.versions[-1]

@@ -8,3 +8,9 @@ python3 -m venv .venv
 .venv/bin/python -m ruff check .
 .venv/bin/python scripts/typecheck.py  # mypy, configured in pyproject.toml [tool.mypy]
 .venv/bin/python -m pytest "$@"
+# Without arguments, once more against the strict-ClearML harness (tests/conftest.py): the
+# core suite's, the callbacks' and the examples' tests that pick no backend (the others ran
+# their "clearml" case above).
+if [ "$#" -eq 0 ]; then
+  .venv/bin/python -m pytest --clearml-mode tests/core tests/integrations
+fi

@@ -2,6 +2,13 @@
 
 The ``registry`` fixture runs a test once per backend: the embedded store always, and over
 HTTP against a live ``modelbook server`` on 127.0.0.1 when the server package is available.
+
+``pytest --clearml-mode`` runs the tests that pick no backend against the strict-ClearML
+harness (``tests/clearml_strict``) instead of the embedded store: each gets a strict server
+through the ``MODELBOOK_*`` variables (so its subprocesses use it too). It leaves out the
+tests marked ``embedded_only`` and those taking ``registry``, whose "clearml" case every run
+has. CI runs the core suite, the callbacks' suites and the examples once each way
+(scripts/test.sh), so all of them also pass against what behaves as a real ClearML server.
 """
 
 from __future__ import annotations
@@ -63,8 +70,76 @@ def _fresh_database(cluster_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clearml-mode", action="store_true",
+        help="run against the strict-ClearML harness (tests/clearml_strict) instead of the "
+        "embedded store",
+    )  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "embedded_only: its subject is not the registry, or what only modelbook's own registries "
+        "do (the embedded store, byte ownership): left out by --clearml-mode",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--clearml-mode"):
+        return
+    keep: list[pytest.Item] = []
+    left: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        picks_backend = callspec is not None and "registry" in callspec.params
+        (left if picks_backend or item.get_closest_marker("embedded_only") else keep).append(item)
+    config.hook.pytest_deselected(items=left)
+    items[:] = keep
+
+
+def _clearml_mode(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--clearml-mode"))
+
+
+@contextmanager
+def _live_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str | None = None,
+    strict: bool = True,
+) -> Iterator[Any]:
+    """A live server (strict: ``--clearml-strict`` behind the schema gate) that modelbook is
+    configured for, here and in subprocesses (``MODELBOOK_*``); on leaving, the uploads are
+    waited for and any request a real ClearML server would refuse fails the test."""
+    from modelbook.server.testing import running_server
+
+    with ExitStack() as stack:
+        server = stack.enter_context(running_server(
+            tmp_path / "server", db_url=db_url, extra_args=["--clearml-strict"] if strict else [],
+        ))  # fmt: skip
+        gate = None
+        if strict:
+            from clearml_strict.gate import SchemaGate
+
+            gate = SchemaGate(int(server.api_host.rsplit(":", 1)[1]))
+            stack.callback(gate.close)
+        for var, value in {
+            "MODELBOOK_API_HOST": gate.url if gate else server.api_host,
+            "MODELBOOK_FILES_HOST": server.files_host,
+            "MODELBOOK_API_ACCESS_KEY": server.access_key,
+            "MODELBOOK_API_SECRET_KEY": server.secret_key,
+        }.items():
+            monkeypatch.setenv(var, value)
+        modelbook.configure(home=tmp_path / "home")
+        yield server
+        modelbook.OutputModel.wait_for_uploads(timeout=30)
+        assert gate is None or not gate.violations, "\n".join(gate.violations)
+
+
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     for var in list(os.environ):
         if var.startswith(("CLEARML_", "MODELBOOK_")):
             monkeypatch.delenv(var)
@@ -72,9 +147,12 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     monkeypatch.setenv("MODELBOOK_HOME", str(tmp_path / "home"))
     modelbook.configure()
     Task._current = None
-    yield
-    if Task._current is not None and not Task._current._closed:
-        Task._current._closed = True
+    with ExitStack() as stack:
+        if _clearml_mode(request) and "registry" not in request.fixturenames:
+            stack.enter_context(_live_registry(tmp_path, monkeypatch))
+        yield
+        if Task._current is not None and not Task._current._closed:
+            Task._current._closed = True
     Task._current = None
     modelbook.configure()
 
@@ -98,35 +176,16 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registr
         modelbook.configure(home=tmp_path / "home")
         yield Registry("embedded")
         return
-    from modelbook.server.testing import running_server
-
+    monkeypatch = request.getfixturevalue("monkeypatch")
     with ExitStack() as stack:
         db_url = None
         if request.param == "http-postgres":
             cluster = request.getfixturevalue("postgres_cluster")
             db_url = stack.enter_context(_fresh_database(cluster))
         strict = request.param == "clearml"
-        server = stack.enter_context(running_server(
-            tmp_path / "server", db_url=db_url, extra_args=["--clearml-strict"] if strict else [],
-        ))  # fmt: skip
-        gate = None
-        if strict:
-            from clearml_strict.gate import SchemaGate
-
-            gate = SchemaGate(int(server.api_host.rsplit(":", 1)[1]))
-            stack.callback(gate.close)
-        modelbook.configure(
-            home=tmp_path / "home",
-            api_host=gate.url if gate else server.api_host,
-            files_host=server.files_host,
-            access_key=server.access_key,
-            secret_key=server.secret_key,
-        )
         kind = Registry(request.param if strict else "http")
-        kind.server = server
+        kind.server = stack.enter_context(_live_registry(tmp_path, monkeypatch, db_url, strict))
         yield kind
-        modelbook.OutputModel.wait_for_uploads(timeout=30)
-        assert gate is None or not gate.violations, "\n".join(gate.violations)
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from modelbook.errors import InvalidArgumentError
+from modelbook.errors import InvalidArgumentError, ModelPublishedError
 from modelbook.records import (
     ARCHIVED_TAG,
     PACKAGE_TAG,
@@ -210,6 +210,8 @@ class ClearmlVerbs:
     def add_model_version(self, model_id: str, **version: Any) -> ModelRecord:
         """The new uri and everything that describes it, in one ``models.edit``."""
         doc = self._doc(model_id)
+        if doc.get("ready"):  # published: read-only here too
+            raise ModelPublishedError(model_id, doc.get("name", ""), "update the weights")
         meta = metadata_doc(doc.get("metadata") or {})
         history = _versions(meta)
         number = int(_value(meta, "version") or 0) + 1
@@ -282,6 +284,8 @@ class ClearmlVerbs:
         from modelbook.store.objects import choose_prunable
 
         doc = self._doc(model_id)
+        if doc.get("ready"):  # published: read-only here too
+            raise ModelPublishedError(model_id, doc.get("name", ""), "prune the versions")
         meta = metadata_doc(doc.get("metadata") or {})
         history = _versions(meta)
         records = [version_record(dict(v, model=model_id)) for v in history]

@@ -30,7 +30,7 @@ TRAINER = textwrap.dedent(
     import sys
     from modelbook import OutputModel, Task
     task = Task.get_task(task_id=sys.argv[1])
-    model = OutputModel(task=task, base_model_id=sys.argv[2], name="m")
+    model = OutputModel(task=task, base_model_id=sys.argv[2], name="mdl")
     model.update_weights(weights_filename=sys.argv[3], iteration=2, auto_delete_file=False)
     print("queued", flush=True)
     OutputModel.wait_for_uploads(timeout=600)
@@ -84,8 +84,8 @@ def test_killed_mid_transfer_then_resumed(
 ) -> None:
     with _destination(kind, tmp_path, other_file_system) as (env, partial_root, pattern):
         output_uri = str(partial_root) if kind == "folder" else True
-        task = Task.init(project_name="p", task_name="crash", output_uri=output_uri)
-        model = OutputModel(task=task, name="m")
+        task = Task.init(project_name="proj", task_name="crash", output_uri=output_uri)
+        model = OutputModel(task=task, name="mdl")
         small = tmp_path / "v1.pt"
         small.write_bytes(b"v1" * 1000)
         model.update_weights(str(small), iteration=1, auto_delete_file=False, async_enable=False)
@@ -131,7 +131,7 @@ def test_half_written_snapshots_are_swept(tmp_path: Path) -> None:
     old = time.time() - 7200
     os.utime(leftover, (old, old))
     modelbook.configure(home=home)
-    task = Task.init(project_name="p", task_name="after")
+    task = Task.init(project_name="proj", task_name="after")
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"ok" * 10)
     model = OutputModel(task=task)

@@ -29,7 +29,7 @@ def _worker(home: str, model_id: str, task_id: str, worker: int, weights_dir: st
 def test_processes_sharing_a_home_lose_nothing(tmp_path: Path) -> None:
     home = tmp_path / "shared-home"
     configure(home=home)
-    task = Task.init(project_name="p", task_name="shared")
+    task = Task.init(project_name="proj", task_name="shared")
     target = OutputModel(task=task, name="target")
     target.set_metadata("created", "yes")
     context = mp.get_context("spawn")
@@ -48,6 +48,6 @@ def test_processes_sharing_a_home_lose_nothing(tmp_path: Path) -> None:
     assert sum(len(v) for v in record.hyperparams.values()) == WORKERS * ROUNDS
     assert len(record.input_models) == WORKERS * ROUNDS
     for w in range(WORKERS):
-        (model,) = Model.query_models(project_name="p", model_name=f"from-worker-{w}")
+        (model,) = Model.query_models(project_name="proj", model_name=f"from-worker-{w}")
         assert [v.iteration for v in model.versions] == list(range(5))
         assert Path(model.get_local_copy()).read_bytes() == bytes([w, 4]) * 1000

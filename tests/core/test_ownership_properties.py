@@ -50,6 +50,10 @@ from modelbook.errors import ModelPublishedError, StorageError
 from modelbook.storage.local import to_path, to_uri
 from modelbook.store import schema
 
+# which bytes modelbook deletes: none on a ClearML server (docs/compatibility.md), so
+# --clearml-mode leaves this out
+pytestmark = pytest.mark.embedded_only
+
 #: Weights bytes: few, so that models and versions share them.
 POOL = [b"alpha-weights " * 5, b"beta-weights " * 7, b"gamma-weights " * 3]
 #: File names: few, so that names repeat (the content layout names objects by both).

@@ -18,6 +18,7 @@ from modelbook.store import schema as s
 from modelbook.store.query import order, where
 from modelbook.store.sql import new_id, now
 
+pytestmark = pytest.mark.embedded_only  # the embedded store's query plans
 N = 100_000
 
 

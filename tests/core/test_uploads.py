@@ -42,7 +42,7 @@ def test_update_returns_before_the_transfer_and_latest_wins(
 ) -> None:
     configure(home=tmp_path / "home")
     # storing into a folder on another file system is a copy that takes a while
-    task = Task.init(project_name="p", task_name="latest", output_uri=str(other_file_system))
+    task = Task.init(project_name="proj", task_name="latest", output_uri=str(other_file_system))
     model = OutputModel(task=task)
     big = _big(tmp_path / "big.pt", 384)
     started = time.perf_counter()
@@ -64,9 +64,10 @@ def test_update_returns_before_the_transfer_and_latest_wins(
     assert queued < 0.75 * stored, (queued, stored)  # the caller paid for the snapshot only
 
 
+@pytest.mark.embedded_only  # the embedded store's move into its blob folder
 def test_staging_path_is_moved_not_copied(tmp_path: Path) -> None:
     configure(home=tmp_path / "home")
-    model = OutputModel(task=Task.init(project_name="p", task_name="move"))
+    model = OutputModel(task=Task.init(project_name="proj", task_name="move"))
     path = model.staging_path("model.pt")
     path.write_bytes(b"weights" * 100)
     inode = path.stat().st_ino
@@ -98,7 +99,7 @@ def tiny_spool(tmp_path: Path):
 
 def test_full_staging_disk_is_a_clear_error(tiny_spool: Path, tmp_path: Path) -> None:
     configure(home=tiny_spool)
-    model = OutputModel(task=Task.init(project_name="p", task_name="full"))
+    model = OutputModel(task=Task.init(project_name="proj", task_name="full"))
     small = tmp_path / "small.pt"
     small.write_bytes(b"ok" * 1000)
     model.update_weights(str(small), iteration=1, async_enable=False)

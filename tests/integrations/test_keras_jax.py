@@ -31,6 +31,7 @@ sys.exit(pytest.main(sys.argv[1:]))
 
 
 @pytest.mark.slow
+@pytest.mark.embedded_only  # the Keras backend, not the registry
 def test_keras_suite_passes_on_the_jax_backend(tmp_path):
     report = tmp_path / "report.xml"
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}

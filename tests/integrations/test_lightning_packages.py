@@ -86,6 +86,7 @@ def needs_both() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.embedded_only  # the package choice, not the registry
 @pytest.mark.timeout(420)
 @pytest.mark.parametrize("package", sorted(PACKAGES))
 def test_the_lightning_suite_passes_with_only(package, tmp_path):
