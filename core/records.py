@@ -53,6 +53,9 @@ class ProjectRecord:
     name: str
     created: datetime
     default_output_destination: str | None = None
+    #: The ClearML fields modelbook does not model (``description``, ``tags``,
+    #: ``system_tags``), as a server stored them; not compared.
+    document: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,66 @@ class TaskRecord:
     last_iteration: int = 0
     input_models: list[TaskModelEntry] = field(default_factory=list)
     output_models: list[TaskModelEntry] = field(default_factory=list)
+    #: The ClearML fields a client wrote that modelbook does not model (script, runtime,
+    #: container, execution, other configuration sections...), as a server stored them;
+    #: not compared.
+    document: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class ScalarEvent:
+    """One reported scalar value: ``metric`` (ClearML's title) / ``variant`` (series).
+
+    Attributes:
+        metric / variant: names of at most 255 characters.
+        iteration: the x value; a value reported again for the same iteration replaces it.
+        value: a finite number.
+        timestamp: milliseconds since the epoch (the time of storing when None).
+        model: the model the value describes, if any.
+
+    Example:
+        >>> ScalarEvent("loss", "train", iteration=3, value=0.25).timestamp is None
+        True
+    """
+
+    metric: str
+    variant: str
+    iteration: int
+    value: float
+    timestamp: int | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class ScalarStats:
+    """What one series of a task holds: its last, first, smallest and largest values, each
+    with its iteration, and how many values were reported (ClearML's ``last_metrics``).
+
+    Example:
+        >>> stats = ScalarStats("loss", "train", count=2, total=1.0, first=0.75, first_iteration=0,
+        ...                     min=0.25, min_iteration=1, max=0.75, max_iteration=0, last=0.25,
+        ...                     last_iteration=1)
+        >>> stats.mean
+        0.5
+    """
+
+    metric: str
+    variant: str
+    count: int
+    total: float
+    first: float
+    first_iteration: int
+    min: float
+    min_iteration: int
+    max: float
+    max_iteration: int
+    last: float
+    last_iteration: int
+    last_timestamp: int = 0
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
 
 
 @dataclass(frozen=True)

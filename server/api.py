@@ -145,7 +145,11 @@ class Api:
         content_type = request.headers.get("content-type", "")
         try:
             if "json-lines" in content_type or endpoint == "events.add_batch":
-                data: Any = [json.loads(line) for line in body.splitlines() if line.strip()]
+                data: Any = []
+                for line in body.splitlines():  # JSON lines; a line may be a JSON array
+                    if line.strip():
+                        item = json.loads(line)
+                        data.extend(item if isinstance(item, list) else [item])
             else:
                 data = json.loads(body) if body.strip() else {}
         except (ValueError, UnicodeDecodeError) as exc:

@@ -21,6 +21,8 @@ projects = sa.Table(
     sa.Column("name", sa.String(1024), nullable=False, unique=True),
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("default_output_destination", sa.Text),
+    #: ClearML fields modelbook does not model (description, tags); NULL reads as {} (v3).
+    sa.Column("document", sa.JSON),
 )
 
 tasks = sa.Table(
@@ -42,6 +44,10 @@ tasks = sa.Table(
     sa.Column("labels", sa.JSON, nullable=False),
     sa.Column("model_config", sa.Text, nullable=False, default=""),
     sa.Column("last_iteration", sa.Integer, nullable=False, default=0),
+    #: The ClearML fields a client writes that modelbook does not model (script, runtime,
+    #: container, execution but its labels, configuration sections but the model design,
+    #: hyper-parameter types and descriptions, parent); NULL reads as {} (v3).
+    sa.Column("document", sa.JSON),
     sa.Index("ix_tasks_project_name", "project", "name"),
 )
 
@@ -138,6 +144,50 @@ objects = sa.Table(
 #: kept until gc finds it unreferenced); ``doomed``: unreferenced, its bytes are being deleted.
 OBJECT_STATES = ("pending", "live", "doomed")
 
+#: Reported scalar values, one row per (task or model, metric, variant, iteration): a
+#: value reported again for the same iteration replaces the first. ``task`` is NULL for the
+#: values a ClearML client reports on a model; ``model`` optionally names the model a task's
+#: value describes. ``timestamp``: milliseconds since the epoch.
+scalars = sa.Table(
+    "scalars",
+    metadata,
+    sa.Column(
+        "seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("task", sa.String(64)),
+    sa.Column("model", sa.String(64)),
+    sa.Column("metric", sa.String(255), nullable=False),
+    sa.Column("variant", sa.String(255), nullable=False),
+    sa.Column("iteration", sa.BigInteger, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Index("ix_scalars_task_series", "task", "metric", "variant", "iteration"),
+    sa.Index("ix_scalars_model_series", "model", "metric", "variant", "iteration"),
+)
+
+#: Per task and series, what ClearML's ``last_metrics`` shows, kept up to date as values
+#: arrive (as ClearML's server does: a value reported again counts again, and min / max
+#: never forget a replaced value).
+scalar_stats = sa.Table(
+    "scalar_stats",
+    metadata,
+    sa.Column("task", sa.String(64), primary_key=True),
+    sa.Column("metric", sa.String(255), primary_key=True),
+    sa.Column("variant", sa.String(255), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("total", sa.Float, nullable=False),
+    sa.Column("first_value", sa.Float, nullable=False),
+    sa.Column("first_iteration", sa.BigInteger, nullable=False),
+    sa.Column("min_value", sa.Float, nullable=False),
+    sa.Column("min_iteration", sa.BigInteger, nullable=False),
+    sa.Column("max_value", sa.Float, nullable=False),
+    sa.Column("max_iteration", sa.BigInteger, nullable=False),
+    sa.Column("last_value", sa.Float, nullable=False),
+    sa.Column("last_iteration", sa.BigInteger, nullable=False),
+    sa.Column("last_timestamp", sa.BigInteger, nullable=False),
+)
+
 #: Key-value settings of one store (e.g. the server's signing key); never secrets in clear.
 settings = sa.Table(
     "settings",
@@ -189,8 +239,22 @@ def _v2_ownership(conn: sa.Connection) -> None:
         ])  # fmt: skip
 
 
+def _v3_documents_and_scalars(conn: sa.Connection) -> None:
+    """ClearML documents and reported scalars: ``tasks.document`` and ``projects.document``
+    (NULL on existing rows, read as empty), the ``scalars`` and ``scalar_stats`` tables."""
+    if sa.inspect(conn).has_table("scalars"):
+        return  # created by _v1_initial on a new database
+    json_type = sa.JSON().compile(dialect=conn.dialect)
+    for table in ("tasks", "projects"):
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN document {json_type}"))
+    scalars.create(conn)
+    scalar_stats.create(conn)
+
+
 #: The migrations, in order; index + 1 is the version each one brings the schema to.
-MIGRATIONS: list[Callable[[sa.Connection], None]] = [_v1_initial, _v2_ownership]
+MIGRATIONS: list[Callable[[sa.Connection], None]] = [
+    _v1_initial, _v2_ownership, _v3_documents_and_scalars,
+]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -34,8 +34,10 @@ from modelbook.records import (
 from modelbook.store import objects
 from modelbook.store import schema as s
 from modelbook.store.engine import make_engine, new_id, now, utc
+from modelbook.store.extras import ExtraVerbs, drop_model, merge_document
 from modelbook.store.objects import ObjectVerbs
 from modelbook.store.query import order, where
+from modelbook.store.scalars import ScalarVerbs
 
 _MODEL_FIELDS = {
     "name",
@@ -70,7 +72,7 @@ _TASK_FIELDS = {
 _FROZEN_WHEN_PUBLISHED = frozenset({"uri", "sha256", "size", "design", "labels"})
 
 
-class SqlStore(ObjectVerbs, Backend):
+class SqlStore(ObjectVerbs, ScalarVerbs, ExtraVerbs, Backend):
     """Projects, tasks and models in a SQL database.
 
     Args:
@@ -134,6 +136,7 @@ class SqlStore(ObjectVerbs, Backend):
             name=row.name,
             created=utc(row.created),
             default_output_destination=row.default_output_destination,
+            document=dict(row.document or {}),
         )
 
     def find_project(self, name: str) -> ProjectRecord | None:
@@ -189,6 +192,7 @@ class SqlStore(ObjectVerbs, Backend):
             last_iteration=row.last_iteration,
             input_models=[TaskModelEntry(e.name, e.model) for e in entries if e.kind == "input"],
             output_models=[TaskModelEntry(e.name, e.model) for e in entries if e.kind == "output"],
+            document=dict(row.document or {}),
         )
 
     def _task_row(self, conn: sa.Connection, task_id: str, lock: bool = False) -> Any:
@@ -259,8 +263,10 @@ class SqlStore(ObjectVerbs, Backend):
 
     def update_task(self, task_id: str, **fields: Any) -> TaskRecord:
         """See :meth:`Backend.update_task`; the store also takes ``drop_hyperparams``, a list of
-        ``(section, name)`` to remove (``name`` None: the whole section), applied first."""
+        ``(section, name)`` to remove (``name`` None: the whole section), applied first, and
+        ``document`` (:func:`~modelbook.store.extras.merge_document`)."""
         hyperparams = fields.pop("hyperparams", None)
+        document = fields.pop("document", None)
         dropped = fields.pop("drop_hyperparams", None) or []
         last_iteration = fields.pop("last_iteration", None)
         unknown = set(fields) - _TASK_FIELDS
@@ -283,6 +289,8 @@ class SqlStore(ObjectVerbs, Backend):
                 values["hyperparams"] = {k: v for k, v in merged.items() if v}
             if last_iteration is not None:
                 values["last_iteration"] = max(row.last_iteration, int(last_iteration))
+            if document:
+                values["document"] = merge_document(row.document, document)
             conn.execute(sa.update(s.tasks).where(s.tasks.c.id == task_id).values(**values))
             return self._task(conn, self._task_row(conn, task_id))
 
@@ -533,15 +541,8 @@ class SqlStore(ObjectVerbs, Backend):
         ]  # fmt: skip
 
     def delete_model(self, model_id: str, delete_objects: bool = True) -> list[str]:
-        mv = s.model_versions
         with self._write() as conn:
-            row = self._model_row(conn, model_id, lock=True)
-            found = conn.execute(sa.select(mv.c.uri).where(mv.c.model_seq == row.seq))
-            uris = [row.uri, *found.scalars()]
-            for table in (s.model_tags, s.model_metadata, s.model_versions):
-                conn.execute(sa.delete(table).where(table.c.model_seq == row.seq))
-            conn.execute(sa.delete(s.task_models).where(s.task_models.c.model == model_id))
-            conn.execute(sa.delete(s.models).where(s.models.c.seq == row.seq))
+            uris = drop_model(conn, self._model_row(conn, model_id, lock=True))
             if not delete_objects:
                 objects.disown(conn, uris)
                 return []

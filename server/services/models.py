@@ -290,13 +290,45 @@ def delete_own_objects(call: Call, doomed: list[str]) -> list[str]:
     return files.objects.delete_own(doomed) if files else doomed
 
 
+#: ClearML's ``model_in_use`` and ``model_creating_task_exists``.
+MODEL_IN_USE = (400, 205)
+MODEL_CREATING_TASK_EXISTS = (400, 206)
+
+
+def _check_deletable(call: Call, model: ModelRecord) -> None:
+    """``models.delete``'s refusals without ``force``: a published model (modelbook keeps
+    those read-only), a model a task uses as input, a model whose task is published (both
+    as on ClearML)."""
+    if model.ready:
+        raise ApiError.of(MODEL_IS_READY, f"model {model.id} is published: pass force to delete it")
+    users = call.store.tasks_using_model(model.id, "input")
+    if users:
+        raise ApiError.of(
+            MODEL_IN_USE,
+            f"model {model.id} is the input of {len(users)} task(s) ({', '.join(users[:3])}): "
+            "pass force to delete it",
+            num_tasks=len(users),
+        )
+    if model.task:
+        with contextlib.suppress(TaskNotFoundError):
+            if call.store.get_task(model.task).status == "published":
+                raise ApiError.of(
+                    MODEL_CREATING_TASK_EXISTS,
+                    f"model {model.id} was created by task {model.task}, which is published: "
+                    "pass force to delete it",
+                    task=model.task,
+                )
+
+
 def delete(call: Call) -> dict[str, Any]:
     """``models.delete``: also deletes the objects the registry wrote that only this model
     referenced (held here: at once; elsewhere: listed in ``doomed`` for the client), unless
-    ``delete_external_artifacts`` is false (then they are kept for good)."""
+    ``delete_external_artifacts`` is false (then they are kept for good). Without ``force``
+    it refuses as :func:`_check_deletable` says; the entries of the tasks that used the
+    model go with it."""
     model = _model(call)
-    if model.ready and not call.boolean("force", False):
-        raise ApiError.of(MODEL_IS_READY, f"model {model.id} is published: pass force to delete it")
+    if not call.boolean("force", False):
+        _check_deletable(call, model)
     keep = call.boolean("delete_external_artifacts", True) is False
     doomed = call.store.delete_model(model.id, delete_objects=not keep)
     return {"deleted": True, "url": model.uri, "doomed": delete_own_objects(call, doomed)}

@@ -1,4 +1,9 @@
-"""``projects.*``: look-up by name pattern, create (idempotent), get by id."""
+"""``projects.*``: look-up by name pattern, create (idempotent), get by id, update.
+
+``projects.update`` renames a project (its sub-projects follow; as on ClearML, a rename
+cannot move it elsewhere in the hierarchy: that is ``projects.move``, which modelbook does not
+have) and sets its description, tags, system tags and default output destination.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ def get_all(call: Call) -> dict[str, Any]:
         projects = [p for p in projects if regex.search(p.name)]
     if ids is not None:
         projects = [p for p in projects if p.id in ids]
-    docs = [project_doc(p) for p in projects]
+    docs = [document(p) for p in projects]
     for item in reversed(call.string_list("order_by") or []):
         field = item.lstrip("-")
         docs.sort(key=partial(sort_key, field), reverse=item.startswith("-"))
@@ -62,7 +67,64 @@ def create(call: Call) -> dict[str, Any]:
 
 def get_by_id(call: Call) -> dict[str, Any]:
     project = get_project(call, call.string("project", required=True) or "")
-    return {"project": project_doc(project)}
+    return {"project": document(project)}
+
+
+def document(project: ProjectRecord) -> dict[str, Any]:
+    """The project's ClearML document, with the stored description and tags."""
+    doc = project_doc(project)
+    doc.update({k: v for k, v in project.document.items() if k in _DOCUMENT_FIELDS})
+    return doc
+
+
+_DOCUMENT_FIELDS = ("description", "tags", "system_tags")
+#: ClearML's ``invalid_project_name`` and ``cannot_update_project_location``.
+INVALID_PROJECT_NAME = (400, 407)
+CANNOT_UPDATE_PROJECT_LOCATION = (400, 408)
+
+
+def _new_name(call: Call, project: ProjectRecord) -> str | None:
+    """The cleaned ``name`` of the body (empty path parts dropped), if any."""
+    name = call.string("name")
+    if name is None:
+        return None
+    parts = [part.strip() for part in name.split("/") if part.strip()]
+    if not parts:
+        raise ApiError.of(INVALID_PROJECT_NAME, f"invalid project name {name!r}", name=name)
+    cleaned = "/".join(parts)
+    if cleaned.rpartition("/")[0] != project.name.rpartition("/")[0]:
+        raise ApiError.of(
+            CANNOT_UPDATE_PROJECT_LOCATION,
+            f"cannot rename {project.name!r} to {cleaned!r}: a rename keeps the parent "
+            "project (ClearML moves projects with projects.move)",
+            name=cleaned,
+        )
+    return cleaned
+
+
+def update(call: Call) -> dict[str, Any]:
+    """``{project, name, description, tags, system_tags, default_output_destination}``."""
+    project = get_project(call, call.string("project", required=True) or "")
+    fields: dict[str, Any] = {}
+    shown: dict[str, Any] = {}
+    name = _new_name(call, project)
+    if name is not None:
+        fields["name"] = shown["name"] = name
+    if "default_output_destination" in call.data:
+        destination = call.string("default_output_destination") or None
+        fields["default_output_destination"] = shown["default_output_destination"] = destination
+    stored: dict[str, Any] = {}
+    if "description" in call.data:
+        stored["description"] = call.string("description") or ""
+    for key in ("tags", "system_tags"):
+        if key in call.data:
+            stored[key] = call.string_list(key) or []
+    if stored:
+        fields["document"] = stored
+        shown.update(stored)
+    if fields:
+        call.store.update_project(project.id, **fields)
+    return {"updated": 1 if fields else 0, "fields": shown}
 
 
 ENDPOINTS: dict[str, Handler] = {
@@ -70,4 +132,5 @@ ENDPOINTS: dict[str, Handler] = {
     "projects.get_all_ex": get_all,
     "projects.create": create,
     "projects.get_by_id": get_by_id,
+    "projects.update": update,
 }

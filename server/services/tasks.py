@@ -1,10 +1,18 @@
-"""``tasks.*``: create, read, edit, status changes and model entries.
+"""``tasks.*``: create, read, edit, status changes, hyper-parameters and model entries.
 
 ClearML documents are mapped onto :class:`~modelbook.records.TaskRecord` fields:
 ``output_dest`` is the output destination, ``execution.model_labels`` the labels,
-configuration section ``General`` the model design text, ``hyperparams`` are merged
-section by section. Fields modelbook does not keep (script, runtime, requirements,
-container, artifacts) are accepted and dropped.
+configuration section ``General`` the model design text, ``hyperparams`` the parameter
+values, ``models`` the model entries. Every other field a ClearML client writes (script and
+requirements, runtime, container, parent, the rest of ``execution`` with the artifacts, the
+other configuration sections, parameter types and descriptions) is kept in the task's
+document and returned as written (:mod:`modelbook.server.taskdoc`); ``last_metrics`` comes
+from the reported scalars. ``tasks.edit`` merges ``execution``, ``configuration`` and
+``hyperparams`` into the task's; in strict mode it replaces them, as ClearML does.
+
+The configuration sections, artifacts and requirements have their own endpoints in
+:mod:`~modelbook.server.services.task_parts`; clone and delete in
+:mod:`~modelbook.server.services.task_ops`.
 """
 
 from __future__ import annotations
@@ -15,8 +23,8 @@ from functools import partial
 from typing import Any
 
 from modelbook.errors import ModelNotFoundError, TaskNotFoundError
-from modelbook.records import TaskRecord
-from modelbook.server import dialect
+from modelbook.records import TaskModelEntry, TaskRecord
+from modelbook.server import dialect, taskdoc
 from modelbook.server.envelope import (
     INVALID_TASK_STATUS,
     VALIDATION_ERROR,
@@ -27,7 +35,6 @@ from modelbook.server.services.names import name_matcher
 from modelbook.server.services.projects import get_project, sort_key
 from modelbook.server.wire import project_fields
 from modelbook.store.tagfilter import parse_tag_filter
-from modelbook.wire import MODEL_CONFIG_SECTION, task_doc
 
 _LOCKED = ("published", "closed")
 
@@ -41,48 +48,12 @@ def labels_field(value: Any) -> dict[str, int]:
     return dict(value)
 
 
-def _hyperparams(value: Any) -> dict[str, dict[str, str]]:
-    """ClearML hyper-parameters, as ``{section: {name: item}}`` or a list of items."""
-    items: list[dict[str, Any]] = []
-    if isinstance(value, dict):
-        for section, params in value.items():
-            if not isinstance(params, dict):
-                raise ApiError.of(VALIDATION_ERROR, f"hyperparams[{section!r}] must be an object")
-            for name, item in params.items():
-                item = item if isinstance(item, dict) else {"value": item}
-                items.append({**item, "section": section, "name": item.get("name", name)})
-    elif isinstance(value, list):
-        items = [i for i in value if isinstance(i, dict)]
-    else:
-        raise ApiError.of(VALIDATION_ERROR, "hyperparams must be an object or a list")
-    result: dict[str, dict[str, str]] = {}
-    for item in items:
-        section, name = item.get("section") or "General", item.get("name")
-        if not isinstance(name, str) or not isinstance(section, str):
-            raise ApiError.of(VALIDATION_ERROR, "every hyper-parameter needs a name and section")
-        value_ = item.get("value")
-        result.setdefault(section, {})[name] = "" if value_ is None else str(value_)
-    return result
-
-
-def _model_config(configuration: Any) -> str | None:
-    """The ``General`` section's text from a configuration object or list, if present."""
-    if isinstance(configuration, dict):
-        item = configuration.get(MODEL_CONFIG_SECTION)
-        if item is None:
-            return None
-        return str(item.get("value") or "") if isinstance(item, dict) else str(item)
-    if isinstance(configuration, list):
-        for item in configuration:
-            if isinstance(item, dict) and item.get("name") == MODEL_CONFIG_SECTION:
-                value = item.get("value")
-                return "" if value is None else str(value)
-        return None
-    raise ApiError.of(VALIDATION_ERROR, "configuration must be an object or a list")
-
-
-def task_fields(call: Call) -> dict[str, Any]:
-    """The store fields a ``tasks.create`` / ``tasks.edit`` body sets."""
+def task_fields(call: Call, task: TaskRecord | None = None) -> dict[str, Any]:
+    """The store fields a ``tasks.create`` / ``tasks.edit`` body sets on ``task`` (None: a
+    new one), the document's included (:mod:`modelbook.server.taskdoc`). In strict mode, as
+    on ClearML, ``execution``, ``configuration`` and ``hyperparams`` replace the task's;
+    modelbook merges them (section by section, key by key)."""
+    strict = dialect.strict(call.context)
     fields: dict[str, Any] = {}
     for name in ("name", "comment", "type"):
         value = call.string(name)
@@ -97,19 +68,63 @@ def task_fields(call: Call) -> dict[str, Any]:
         fields["project"] = get_project(call, project).id if project else None
     if "output_dest" in call.data:
         fields["output_destination"] = call.string("output_dest") or None
-    execution = call.dict_field("execution")
-    if execution and "model_labels" in execution:
-        fields["labels"] = labels_field(execution["model_labels"] or {})
+    document: dict[str, Any] = {}
+    for name in taskdoc.WHOLE_FIELDS:
+        if name in call.data:
+            value = call.get(name)
+            document[name] = None if value is None else taskdoc.whole_field(name, value)
+    if call.get("execution") is not None:
+        execution = taskdoc.execution_fields(call.get("execution"), task, replace=strict)
+        document.update(execution.pop("document", {}))
+        fields.update(execution)
     if call.get("configuration") is not None:
-        config = _model_config(call.get("configuration"))
-        if config is not None:
-            fields["model_config"] = config
-    if call.get("hyperparams"):
-        fields["hyperparams"] = _hyperparams(call.get("hyperparams"))
+        sections = taskdoc.config_items(call.get("configuration"))
+        config = taskdoc.config_fields(sections, task, replace=strict)
+        document.update(config.pop("document"))
+        fields.update(config)
+    if call.get("hyperparams") is not None and (strict or call.get("hyperparams")):
+        items = taskdoc.hyperparam_items(call.get("hyperparams"))
+        fields["hyperparams"] = taskdoc.hyperparam_values(items)
+        if strict and task is not None:  # ClearML replaces them all
+            fields["drop_hyperparams"] = [(section, None) for section in task.hyperparams]
+        document.update(taskdoc.hyperparam_meta(None if strict else task, items))
     last_iteration = call.integer("last_iteration")  # modelbook extension
     if last_iteration is not None:
         fields["last_iteration"] = last_iteration
+    if document:
+        fields["document"] = document
     return fields
+
+
+def model_entries(call: Call) -> dict[str, list[TaskModelEntry]]:
+    """The ``models`` of a ``tasks.create`` / ``tasks.edit`` body: entries by kind, each
+    list replacing the task's (the models must exist)."""
+    models = call.dict_field("models") or {}
+    result: dict[str, list[TaskModelEntry]] = {}
+    for kind in ("input", "output"):
+        if models.get(kind) is None:
+            continue
+        entries = models[kind]
+        if not isinstance(entries, list):
+            raise taskdoc.invalid(f"models.{kind}", "a list of {name, model}", entries)
+        result[kind] = []
+        for index, entry in enumerate(entries):
+            where = f"models.{kind}[{index}]"
+            if not isinstance(entry, dict) or not all(
+                isinstance(entry.get(k), str) and entry[k] for k in ("name", "model")
+            ):
+                raise taskdoc.invalid(where, "an object {name, model} of non-empty strings", entry)
+            call.store.get_model(entry["model"])
+            result[kind].append(TaskModelEntry(entry["name"], entry["model"]))
+        names = [e.name for e in result[kind]]
+        if len(set(names)) != len(names):
+            raise taskdoc.invalid(f"models.{kind}", "entries with unique names", names)
+    return result
+
+
+def document(call: Call, task: TaskRecord) -> dict[str, Any]:
+    """The task's ClearML document, ``last_metrics`` included."""
+    return taskdoc.task_document(task, call.store.last_scalars(task.id))
 
 
 def _task(call: Call) -> TaskRecord:
@@ -118,6 +133,7 @@ def _task(call: Call) -> TaskRecord:
 
 def create(call: Call) -> dict[str, Any]:
     fields = task_fields(call)
+    models = model_entries(call)
     name = call.string("name", required=True) or ""
     task = call.store.create_task(
         name=name,
@@ -131,11 +147,13 @@ def create(call: Call) -> dict[str, Any]:
     fields.pop("name", None)
     if fields:
         task = call.store.update_task(task.id, **fields)
-    return {"id": task.id, "task": task_doc(task)}
+    for kind, entries in models.items():
+        task = call.store.set_task_models(task.id, kind, entries)
+    return {"id": task.id, "task": document(call, task)}
 
 
 def get_by_id(call: Call) -> dict[str, Any]:
-    return {"task": task_doc(_task(call))}
+    return {"task": document(call, _task(call))}
 
 
 def _candidates(call: Call) -> list[TaskRecord]:
@@ -177,7 +195,7 @@ def get_all(call: Call) -> dict[str, Any]:
     types = call.string_list("type")
     if types:
         tasks = [t for t in tasks if t.type in types]
-    docs = [task_doc(t) for t in tasks]
+    docs = [taskdoc.task_document(t) for t in tasks]
     for item in reversed(call.string_list("order_by") or []):
         field = item.lstrip("-")
         descending = item.startswith("-")
@@ -186,23 +204,30 @@ def get_all(call: Call) -> dict[str, Any]:
     if page is not None and page_size:
         docs = docs[page * page_size : (page + 1) * page_size]
     only = call.string_list("only_fields")
+    if not only or any(f.split(".")[0] == "last_metrics" for f in only):
+        stats = call.store.last_scalars_of([d["id"] for d in docs])
+        for doc in docs:
+            doc["last_metrics"] = taskdoc.last_metrics_doc(stats.get(doc["id"], {}))
     return {"tasks": [project_fields(d, only) for d in docs]}
 
 
 def edit(call: Call) -> dict[str, Any]:
     task = _task(call)
-    fields = task_fields(call)
     if not call.boolean("force", False) and task.status in _LOCKED:
         raise ApiError.of(INVALID_TASK_STATUS, f"task is {task.status} and cannot be edited")
-    if "hyperparams" in fields and dialect.strict(call.context):  # ClearML replaces them all
-        fields["drop_hyperparams"] = [(section, None) for section in task.hyperparams]
+    fields = task_fields(call, task)
+    models = model_entries(call)
     if fields:
         task = call.store.update_task(task.id, **fields)
-    return {"updated": 1 if fields else 0, "fields": _public(fields), "task": task_doc(task)}
+    for kind, entries in models.items():
+        task = call.store.set_task_models(task.id, kind, entries)
+    changed = bool(fields or models)
+    return {"updated": int(changed), "fields": _public(fields), "task": document(call, task)}
 
 
 def _public(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if k not in ("hyperparams",)}
+    return {k: v for k, v in fields.items()
+            if k not in ("hyperparams", "drop_hyperparams", "document")}  # fmt: skip
 
 
 def _set_status(call: Call, status: str, allowed_from: tuple[str, ...] | None) -> dict[str, Any]:
@@ -219,7 +244,7 @@ def _set_status(call: Call, status: str, allowed_from: tuple[str, ...] | None) -
         "status_reason": call.get("status_reason") or "",
         "status_message": call.get("status_message") or "",
     }
-    return {"updated": 1, "fields": fields, "task": task_doc(task)}
+    return {"updated": 1, "fields": fields, "task": document(call, task)}
 
 
 _ACTIVE = ("created", "queued", "in_progress", "stopped", "failed", "completed")
@@ -243,13 +268,26 @@ def failed(call: Call) -> dict[str, Any]:
 
 
 def reset(call: Call) -> dict[str, Any]:
-    """Back to ``created``; in strict mode, as on ClearML, the task's output models are deleted
-    too unless ``delete_output_models`` is false (their files stay: nothing else is known)."""
-    if dialect.strict(call.context) and call.boolean("delete_output_models", True):
+    """Back to ``created``. For a ClearML client (or in strict mode), as on ClearML, the
+    task's reported scalars, runtime, queue and output artifacts go too; in strict mode its
+    output models are deleted unless ``delete_output_models`` is false (their files stay:
+    nothing else is known). modelbook's own clients change only the status."""
+    strict = dialect.strict(call.context)
+    if strict and call.boolean("delete_output_models", True):
         for entry in _task(call).output_models:
             with contextlib.suppress(ModelNotFoundError):
                 call.store.delete_model(entry.model, delete_objects=False)
-    return _set_status(call, "created", _ACTIVE)
+    reply = _set_status(call, "created", _ACTIVE)
+    if strict or call.context.get("clearml_client"):
+        task = _task(call)
+        call.store.delete_scalars(task.id)
+        execution = dict(task.document.get("execution") or {})
+        execution.pop("queue", None)
+        execution["artifacts"] = [a for a in execution.get("artifacts") or []
+                                  if a.get("mode") == "input"]  # fmt: skip
+        task = call.store.update_task(task.id, document={"runtime": None, "execution": execution})
+        reply["task"] = document(call, task)
+    return reply
 
 
 def close(call: Call) -> dict[str, Any]:
@@ -272,24 +310,37 @@ def add_or_update_model(call: Call) -> dict[str, Any]:
     iteration = call.integer("iteration")
     if iteration is not None:
         task = call.store.update_task(task_id, last_iteration=iteration)
-    return {"updated": 1, "task": task_doc(task)}
+    return {"updated": 1, "task": document(call, task)}
+
+
+_REPLACE_HYPERPARAMS = ("none", "section", "all")
 
 
 def edit_hyper_params(call: Call) -> dict[str, Any]:
+    """Merge hyper-parameters, or with ``replace_hyperparams`` ``section`` / ``all`` replace
+    the sections given / all of them; types and descriptions are kept."""
     task = _task(call)
-    params = _hyperparams(call.require("hyperparams"))
-    call.store.update_task(task.id, hyperparams=params)
+    items = taskdoc.hyperparam_items(call.require("hyperparams"))
+    replace = call.string("replace_hyperparams") or "none"
+    if replace not in _REPLACE_HYPERPARAMS:
+        expected = f"one of {list(_REPLACE_HYPERPARAMS)}"
+        raise taskdoc.invalid("replace_hyperparams", expected, replace)
+    sections = task.hyperparams if replace == "all" else {i["section"] for i in items}
+    dropped: list[tuple[str, str | None]] = []
+    if replace != "none":
+        dropped = [(section, None) for section in sections]
+    meta = taskdoc.hyperparam_meta(None if replace == "all" else task, items, dropped)
+    call.store.update_task(task.id, hyperparams=taskdoc.hyperparam_values(items),
+                           drop_hyperparams=dropped, document=meta)  # fmt: skip
     return {"updated": 1}
 
 
 def get_hyper_params(call: Call) -> dict[str, Any]:
     params = []
     for task_id in call.string_list("tasks") or []:
-        task = call.store.get_task(task_id)
-        items = [{"section": section, "name": name, "value": value, "type": "", "description": ""}
-                 for section, values in task.hyperparams.items()
-                 for name, value in values.items()]  # fmt: skip
-        params.append({"task": task.id, "hyperparams": items})
+        doc = taskdoc.hyperparams_doc(call.store.get_task(task_id))
+        items = [item for section in doc.values() for item in section.values()]
+        params.append({"task": task_id, "hyperparams": items})
     return {"params": params}
 
 
@@ -301,22 +352,19 @@ def delete_hyper_params(call: Call) -> dict[str, Any]:
         raise ApiError.of(VALIDATION_ERROR, "hyperparams must be a list of {section, name}")
     gone = [(str(i["section"]), str(i["name"]) if i.get("name") else None) for i in items]
     before = sum(len(v) for v in task.hyperparams.values())
-    after = call.store.update_task(task.id, drop_hyperparams=gone)
+    meta = taskdoc.hyperparam_meta(task, [], gone)
+    after = call.store.update_task(task.id, drop_hyperparams=gone, document=meta)
     return {"deleted": before - sum(len(v) for v in after.hyperparams.values())}
 
 
 def edit_configuration(call: Call) -> dict[str, Any]:
+    """Set configuration sections, merged into the task's or, with
+    ``replace_configuration``, in place of them all."""
     task = _task(call)
-    config = _model_config(call.require("configuration"))
-    if config is not None:
-        call.store.update_task(task.id, model_config=config)
+    items = taskdoc.config_items(call.require("configuration"))
+    replace = bool(call.boolean("replace_configuration", False))
+    call.store.update_task(task.id, **taskdoc.config_fields(items, task, replace))
     return {"updated": 1}
-
-
-def accepted(call: Call) -> dict[str, Any]:
-    """Calls whose content modelbook does not keep (requirements, artifacts)."""
-    _task(call)
-    return {"updated": 1, "fields": {}}
 
 
 def ping(call: Call) -> dict[str, Any]:
@@ -342,6 +390,4 @@ ENDPOINTS: dict[str, Handler] = {
     "tasks.get_hyper_params": get_hyper_params,
     "tasks.delete_hyper_params": delete_hyper_params,
     "tasks.edit_configuration": edit_configuration,
-    "tasks.set_requirements": accepted,
-    "tasks.add_or_update_artifacts": accepted,
 }

@@ -104,6 +104,100 @@ def parameters() -> None:
     out(task=task.id, params=params, props=props)
 
 
+def records(work: str, weights: str) -> None:
+    """A task that writes what ClearML keeps beside the models: configurations, typed
+    parameters, artifacts, scalars (and an output model, which a clone must not copy)."""
+    from clearml import OutputModel, Task
+
+    task = Task.init(project_name="records", task_name="write", output_uri=True, **QUIET)
+    task.add_tags(["keep"])
+    task.connect_configuration({"lr": 0.1, "layers": [64, 32]}, name="train")
+    task.connect_configuration({"path": "/data", "shuffle": True}, name="data")
+    notes = Path(work) / "notes.txt"
+    notes.write_text("free text\nline 2\n")
+    task.connect_configuration(notes, name="notes")
+    task.set_model_config(config_text="layers: 3")
+    task.connect({"lr": 0.25, "epochs": 3, "arch": "resnet"}, name="Args")
+    task.upload_artifact("stats", artifact_object={"a": 1, "b": [2, 3]})
+    blob = Path(work) / "blob.bin"
+    blob.write_bytes(bytes(range(256)))
+    task.upload_artifact("blob", artifact_object=blob)
+    logger = task.get_logger()
+    for i, value in enumerate([0.9, 0.4, 0.6, 0.2]):
+        logger.report_scalar("loss", "train", value, iteration=i)
+        logger.report_scalar("loss", "val", value + 1, iteration=i)
+    model = OutputModel(task=task, name="best", framework="PyTorch")
+    model.update_weights(weights, iteration=3)
+    task.flush(wait_for_uploads=True)
+    task.close()
+    out(task=task.id, model=model.id)
+
+
+def read_back(task_id: str) -> None:
+    """In a new process: what ``records`` wrote, then a clone of its task read back."""
+    from clearml import Task
+
+    task = Task.get_task(task_id=task_id)
+    found = {
+        "train": task.get_configuration_object_as_dict("train"),
+        "data": task.get_configuration_object_as_dict("data"),
+        "notes": task.get_configuration_object("notes"),
+        "design": task.get_model_config_text(),
+        "params": task.get_parameters(cast=True),
+        "stats": task.artifacts["stats"].get(),
+        "blob": Path(task.artifacts["blob"].get_local_copy()).read_bytes().hex(),
+        "scalars": task.get_reported_scalars(),
+        "last": task.get_last_scalar_metrics(),
+        "entry_point": task.data.script.entry_point,
+        "requirements": bool(task.data.script.requirements.get("pip")),
+        "runtime": task.data.runtime,
+        "status": task.get_status(),
+    }
+    copy = Task.get_task(task_id=Task.clone(source_task=task, name="cloned").id)
+    found["clone"] = {
+        "id": copy.id, "name": copy.name, "status": copy.get_status(), "project": copy.project,
+        "tags": copy.get_tags(), "system_tags": copy.get_system_tags(), "comment": copy.comment,
+        "parent": copy.parent, "train": copy.get_configuration_object_as_dict("train"),
+        "design": copy.get_model_config_text(), "params": copy.get_parameters(cast=True),
+        "entry_point": copy.data.script.entry_point, "artifacts": sorted(copy.artifacts),
+        "output_models": [m.id for m in copy.models["output"]],
+        "scalars": copy.get_reported_scalars(),
+    }  # fmt: skip
+    out(**found, project=task.project, comment=task.comment)
+
+
+def remove_models(weights: str, of_published_task: str) -> None:
+    """``Model.remove`` with and without ``force``: a draft model, one a task uses as its
+    input, a published one, and (made by the test) one whose task is published."""
+    from clearml import InputModel, Model, OutputModel, Task
+    from clearml.backend_api.session.client import APIClient
+
+    task = Task.init(project_name="remove", task_name="models", output_uri=True, **QUIET)
+    draft = OutputModel(task=task, name="draft", framework="PyTorch")
+    draft.update_weights(weights, iteration=1)
+    published = OutputModel(task=task, name="published", framework="PyTorch")
+    published.update_weights(register_uri="https://127.0.0.1:39443/published.pth")
+    published.publish()
+    used = InputModel.import_model(name="used", weights_url="https://127.0.0.1:39443/used.pth")
+    task.connect(used)
+    draft.wait_for_uploads()
+    ids = {"draft": draft.id, "published": published.id, "used": used.id,
+           "of_published_task": of_published_task}  # fmt: skip
+
+    def existing() -> list[str]:
+        found = APIClient().models.get_all(id=list(ids.values()), only_fields=["id"])
+        return sorted(name for name, id_ in ids.items() if id_ in {m.id for m in found})
+
+    removed = {name: Model.remove(id_, delete_weights_file=False) for name, id_ in ids.items()}
+    refused = existing()
+    forced = {name: Model.remove(ids[name], delete_weights_file=False, force=True)
+              for name in refused}  # fmt: skip
+    inputs = [m.id for m in Task.get_task(task_id=task.id).models["input"]]
+    task.close()
+    out(task=task.id, ids=ids, url=draft.url, removed=removed, refused=refused, forced=forced,
+        left=existing(), inputs=inputs)
+
+
 if __name__ == "__main__":
     flows = {
         "init_close": init_close,
@@ -113,5 +207,8 @@ if __name__ == "__main__":
         "query": query,
         "get_tasks": get_tasks,
         "parameters": parameters,
+        "records": records,
+        "read_back": read_back,
+        "remove_models": remove_models,
     }
     flows[sys.argv[1]](*sys.argv[2:])

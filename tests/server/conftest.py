@@ -80,7 +80,9 @@ def backend(server: LiveServer) -> Iterator[HttpBackend]:
     backend.close()
 
 
-#: The clearml SDK's configuration for the flows run against the module's server.
+#: The clearml SDK's configuration for the flows run against the module's server. Reports go
+#: through a thread, not the default subprocess: with the subprocess every ``Task.close`` /
+#: ``flush`` waits out the SDK's 10 s daemon live-check (the same traffic reaches the server).
 CLEARML_CONF = """
 api {
     http { retries { total: 2, connect: 2, read: 2 }, wait_on_maintenance_forever: false }
@@ -90,6 +92,7 @@ sdk {
         store_uncommitted_code_diff: false
         detect_with_pip_freeze: false
         log_os_environments: []
+        report_use_subprocess: false
     }
 }
 """

@@ -13,12 +13,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 
 pytest.importorskip("clearml", reason="the SDK tests need: pip install clearml==2.1.12")
 
+from modelbook.errors import ModelNotFoundError
 from modelbook.records import ModelQuery
 
 FLOWS = Path(__file__).with_name("clearml_flows.py")
@@ -206,3 +207,89 @@ def test_parameters_and_user_properties_set_read_and_deleted(sdk_env, backend, t
     assert found["props"] == {"owner": "me"}
     stored = backend.get_task(found["task"]).hyperparams
     assert stored["Args"] == {"lr": "0.1"} and stored["properties"]["owner"] == "me"
+
+
+@pytest.fixture(scope="module")
+def records(sdk_env, tmp_path_factory) -> dict:
+    """Flow ``records`` (a task writing configurations, typed parameters, artifacts, scalars
+    and an output model), then flow ``read_back`` in a new process (it also clones)."""
+    work = tmp_path_factory.mktemp("records")
+    weights = work / "best.pt"
+    weights.write_bytes(os.urandom(700))
+    written = run_flow(sdk_env, work, "records", str(work), str(weights))
+    return {**written, **run_flow(sdk_env, work, "read_back", written["task"])}
+
+
+def test_configurations_parameters_and_script_read_back(records, backend) -> None:
+    assert records["train"] == {"lr": 0.1, "layers": [64, 32]}
+    assert records["data"] == {"path": "/data", "shuffle": True}
+    assert records["notes"] == "free text\nline 2\n"
+    assert records["design"] == "layers: 3"
+    assert records["params"] == {"Args/lr": 0.25, "Args/epochs": 3, "Args/arch": "resnet"}
+    assert records["entry_point"] == "flow_script.py" and records["requirements"]
+    assert records["runtime"]["CLEARML VERSION"] == "clearml-2.1.12"
+    assert records["status"] == "completed"
+    task = backend.get_task(records["task"])  # modelbook's view of the same task
+    assert task.model_config == "layers: 3" and task.status == "completed"
+    assert task.hyperparams["Args"] == {"lr": "0.25", "epochs": "3", "arch": "resnet"}
+    assert [e.model for e in task.output_models] == [records["model"]]
+
+
+def test_artifacts_round_trip_through_the_files_server(records, server) -> None:
+    assert records["stats"] == {"a": 1, "b": [2, 3]}
+    assert records["blob"] == bytes(range(256)).hex()
+    stored = list((server.files_root / "records").glob("write.*/artifacts/blob/blob.bin"))
+    assert [p.read_bytes() for p in stored] == [bytes(range(256))]
+
+
+def test_reported_scalars_and_last_metrics_read_back(records, api) -> None:
+    train, val = [0.9, 0.4, 0.6, 0.2], [1.9, 1.4, 1.6, 1.2]
+    assert records["scalars"] == {"loss": {
+        "train": {"name": "train", "x": [0, 1, 2, 3], "y": train},
+        "val": {"name": "val", "x": [0, 1, 2, 3], "y": val},
+    }}  # fmt: skip
+    assert records["last"] == {"loss": {"train": {"last": 0.2, "min": 0.2, "max": 0.9},
+                                        "val": {"last": 1.2, "min": 1.2, "max": 1.9}}}
+    body = {"id": [records["task"]], "only_fields": ["last_metrics", "last_iteration"]}
+    (doc,) = api("tasks.get_all", body).json()["data"]["tasks"]
+    assert doc["last_iteration"] == 3
+    (series,) = [v for m in doc["last_metrics"].values() for v in m.values()
+                 if v["variant"] == "train"]  # fmt: skip
+    assert series["first_value"] == 0.9 and series["count"] == 4
+    assert series["min_value_iteration"] == 3 and series["max_value_iteration"] == 0
+
+
+def test_clone_copies_the_task_but_not_its_outputs(records, backend) -> None:
+    clone = records["clone"]
+    assert clone["name"] == "cloned" and clone["status"] == "created"
+    assert clone["project"] == records["project"] and clone["comment"] == records["comment"]
+    assert clone["tags"] == ["keep"] and "development" not in clone["system_tags"]
+    assert clone["parent"] == records["task"]
+    assert clone["train"] == records["train"] and clone["design"] == "layers: 3"
+    assert clone["params"] == records["params"]
+    assert clone["entry_point"] == "flow_script.py"
+    assert clone["artifacts"] == [] and clone["output_models"] == [] and clone["scalars"] == {}
+    task = backend.get_task(clone["id"])
+    assert task.last_iteration == 0 and task.output_models == []
+
+
+def test_model_remove_with_and_without_force(sdk_env, backend, server, tmp_path) -> None:
+    project = backend.get_or_create_project("remove")
+    published_task = backend.create_task(name="published run", project=project.id)
+    of_published_task = backend.create_model(name="of published", project=project.id,
+                                             task=published_task.id)  # fmt: skip
+    backend.update_task(published_task.id, status="published")
+    weights = tmp_path / "draft.pt"
+    weights.write_bytes(os.urandom(900))
+    found = run_flow(sdk_env, tmp_path, "remove_models", str(weights), of_published_task.id)
+    assert found["removed"] == {"draft": True, "used": False, "published": False,
+                                "of_published_task": False}  # fmt: skip
+    assert found["refused"] == ["of_published_task", "published", "used"]
+    assert found["forced"] == dict.fromkeys(found["refused"], True)
+    assert found["left"] == [] and found["inputs"] == []
+    for model_id in found["ids"].values():
+        with pytest.raises(ModelNotFoundError):
+            backend.get_model(model_id)
+    # the draft's weights were the registry's (uploaded to its files server): deleted with it
+    assert found["url"].startswith(f"{server.files_host}/remove/models.")
+    assert not (server.files_root / unquote(found["url"][len(server.files_host) + 1 :])).exists()

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from migration_scenario import check_migrated, make_v2_store
 from server_scenario import comparable, scenario
 
 from modelbook.backends.http import HttpBackend
@@ -60,6 +61,10 @@ def test_store_on_postgres_gives_what_sqlite_gives(fresh_postgres, tmp_path) -> 
     reference = _sqlite_results(tmp_path)
     for key in reference:
         assert comparable(on_postgres[key]) == comparable(reference[key]), key
+
+
+def test_v2_store_on_postgres_migrates_keeping_its_data(fresh_postgres) -> None:
+    check_migrated(fresh_postgres, make_v2_store(fresh_postgres))
 
 
 def test_server_on_postgres(fresh_postgres, tmp_path) -> None:
