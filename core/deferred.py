@@ -88,7 +88,7 @@ def connect_model(backend: Backend, resolve: Resolve, args: dict[str, Any]) -> T
 
 def create_model(backend: Backend, resolve: Resolve, args: dict[str, Any]) -> ModelRecord:
     """Find the model tagged with ``args["key"]`` or create it from ``args["fields"]``, then
-    connect it to its task as the output ``args["entry"]``."""
+    connect it to its task as the output ``args["entry"]`` (when one is given)."""
     task_id = resolve(args["task"])
     tag = key_tag(args["key"])
     found = backend.query_models(ModelQuery(task=task_id, system_tags=[tag]))
@@ -103,10 +103,11 @@ def create_model(backend: Backend, resolve: Resolve, args: dict[str, Any]) -> Mo
         if fields.get("parent"):
             fields["parent"] = resolve(fields["parent"])
         record = backend.create_model(**fields)
-    connect_model(backend, resolve, {
-        "task": task_id, "kind": "output", "entry": args["entry"], "model": record.id,
-        "design": record.design, "labels": record.labels,
-    })  # fmt: skip
+    if args.get("entry"):  # else its first weights name its entry
+        connect_model(backend, resolve, {
+            "task": task_id, "kind": "output", "entry": args["entry"], "model": record.id,
+            "design": record.design, "labels": record.labels,
+        })  # fmt: skip
     return record
 
 

@@ -17,7 +17,7 @@ working. The tree::
     │   ├── ProjectNotFoundError
     │   └── NotRegisteredError       a local id whose record waits in the spool
     ├── ModelPublishedError          a published model refuses new weights (also ValueError)
-    ├── StorageError                 moving bytes failed
+    ├── StorageError                 moving bytes failed (also ValueError, as in ClearML)
     │   ├── BlobCorruptedError       a stored file does not match its sha256
     │   └── UploadError              an upload could not be completed (or queued)
     └── RegistryError                the registry (server) answered with an error
@@ -142,8 +142,11 @@ class ModelPublishedError(ModelbookError, ValueError):
         )
 
 
-class StorageError(ModelbookError):
+class StorageError(ModelbookError, ValueError):
     """Moving bytes to or from a storage destination failed.
+
+    Also a ``ValueError``: ClearML raises ``ValueError`` for these failures
+    (``get_local_copy(raise_on_error=True)``, ``set_upload_destination``, ``Model.remove``).
 
     Attributes:
         transient: True when trying again later may succeed (network down, server busy,

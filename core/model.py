@@ -6,6 +6,7 @@ record, and later reads use that snapshot until :meth:`BaseModel.reload`.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,7 @@ class BaseModel:
     def __init__(self, backend: Backend | None = None) -> None:
         self._backend = backend
         self._record: ModelRecord | None = None
+        self._connected_task: str | None = None  # the task it is connected to, if any
 
     # -- plumbing -------------------------------------------------------------------------
     @property
@@ -136,8 +138,8 @@ class BaseModel:
 
     @property
     def task(self) -> str | None:
-        """Id of the task that created the model."""
-        return self._data().task
+        """Id of the task this model is connected to; else of the task that created it."""
+        return self._connected_task or self._data().task
 
     @property
     def original_task(self) -> str | None:
@@ -343,20 +345,51 @@ class BaseModel:
         return retention.prune(self._be, self._model_id(), keep_last, dry_run=dry_run)
 
 
+_CONTAINERS: dict[str, type] = {"list": list, "tuple": tuple, "dict": dict}
+
+
+def _yaml(text: str) -> Any:
+    """ClearML's last resort, where PyYAML is installed."""
+    try:
+        import yaml
+    except ImportError as exc:
+        raise ValueError("no YAML reader") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _container(value: str, kind: type) -> Any:
+    """``value`` read back as ``kind`` the way ClearML does: JSON, else the Python text
+    ``str()`` wrote (``(1, 'a')``), else YAML of its items in brackets (``[a, b]``)."""
+    bracketed = "[" + value.lstrip("[(").rstrip("])") + "]"
+    readers: list[Any] = [json.loads, ast.literal_eval, lambda _: ast.literal_eval(bracketed)]
+    if kind is not dict:
+        readers.append(lambda _: _yaml(bracketed))
+    for read in readers:
+        try:
+            return kind(read(value))
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            continue
+    log.warning("could not cast metadata %r to %s; returning it as a string", value,
+                kind.__name__)  # fmt: skip
+    return value
+
+
 def _cast(value: str, v_type: str) -> Any:
-    if v_type in ("list", "tuple", "dict"):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    if v_type == "bool":
+    """A metadata value as its type (ClearML's ``cast_basic_type``)."""
+    base = (v_type or "").split("/")[0].strip().lower()
+    if base in _CONTAINERS:
+        return _container(value, _CONTAINERS[base])
+    if base == "bool":
         return value.strip().lower() in ("true", "1", "yes", "y", "on")
-    if v_type in ("int", "float"):
+    if base in ("int", "float"):
         try:
-            return int(value) if v_type == "int" else float(value)
+            return int(value) if base == "int" else float(value)
         except ValueError:
             return value
-    if value == "" and v_type in ("None", ""):
+    if value == "" and base in ("none", ""):
         return None
     return value
 
@@ -488,8 +521,12 @@ class Model(BaseModel):
         from modelbook import retention
 
         backend = config.get_backend()
-        model_id = model if isinstance(model, str) else model.id
+        model_id = model if isinstance(model, str) else getattr(model, "id", None)
         try:
+            if not isinstance(model, (str, BaseModel)) or not model_id:
+                raise InvalidArgumentError(
+                    f"Model.remove needs a model id or a Model, got {model!r}"
+                )
             deleted = retention.remove_model(backend, str(model_id), delete_weights_file)
             if deleted.failed:
                 raise StorageError(
@@ -644,3 +681,4 @@ class InputModel(Model):
         record = self._data()
         entry = name or (Path(record.uri).stem if record.uri else "") or "Input Model"
         task._connect_model(self, "input", entry, record.design, record.labels)
+        self._connected_task = task.id

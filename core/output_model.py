@@ -44,7 +44,7 @@ class OutputModel(BaseModel):
     (``local-...``) and all of that happens in the background when it answers again.
 
     Args:
-        task: the owning task (default: ``Task.current_task()``).
+        task: the owning task, or its id (default: ``Task.current_task()``).
         config_text: the model design as text (exclusive with ``config_dict``).
         config_dict: the model design as a dict.
         label_enumeration: ``{label: int id}``; default: the task's labels.
@@ -74,7 +74,7 @@ class OutputModel(BaseModel):
 
     def __init__(
         self,
-        task: Task | None = None,
+        task: Task | str | None = None,
         config_text: str | None = None,
         config_dict: dict | None = None,
         label_enumeration: Mapping[str, int] | None = None,
@@ -86,11 +86,17 @@ class OutputModel(BaseModel):
     ) -> None:
         from modelbook.task import Task
 
+        if isinstance(task, str) and task:  # a task id: that task
+            task = Task.get_task(task_id=task)
         task = task or Task.current_task()
         if task is None:
             raise InvalidArgumentError(
                 "task object was not provided, and no current task was found; "
                 "call Task.init(...) first or pass task="
+            )
+        if not isinstance(task, Task):
+            raise InvalidArgumentError(
+                f"task must be a Task (or a task id), got {type(task).__name__} {task!r}"
             )
         super().__init__(task._be)
         self._task = task
@@ -169,8 +175,9 @@ class OutputModel(BaseModel):
             "parent": parent,
         }
 
-    def _create_spec(self, entry: str) -> dict[str, Any]:
-        """What the upload worker needs to create this model later."""
+    def _create_spec(self, entry: str | None) -> dict[str, Any]:
+        """What the upload worker needs to create this model later (and connect it to its
+        task as ``entry``, when it has one)."""
         self._entry_name = self._entry_name or entry
         return {
             "fields": self._create_fields(entry),
@@ -183,7 +190,7 @@ class OutputModel(BaseModel):
         away (or offline), the creation waits in the spool and the model has a local id."""
         if self.id is not None:
             return
-        spec = self._create_spec(entry_name or "Output Model")
+        spec = self._create_spec(entry_name)  # no entry yet: the first weights name it
         record = self._queue().call(self._task._chain, "create_model",
                                     {"key": self._key, **spec}, model_key=self._key)  # fmt: skip
         if record is None:
@@ -399,6 +406,7 @@ class OutputModel(BaseModel):
             raise InvalidArgumentError(f"iteration must be an int, got {iteration!r}")
         self._check_not_published("update the weights")
         if register_uri is not None:
+            register_uri = validate.register_uri(register_uri)
             uri = register_uri if scheme_of(register_uri) else to_uri(register_uri)
             prefix = f"snapshot {uri} stored\n" if update_comment else None
             self._submit(None, False, Path(uri).name, uri, iteration, prefix, is_package,
@@ -476,6 +484,11 @@ class OutputModel(BaseModel):
         """Queue one registration; ``hash_now`` hashes the file while it is snapshotted (the
         content layout names objects by their sha256, so the URI is then known at once)."""
         self._ensure_created(Path(target).stem)
+        if self._entry_name is None:  # created before any weights (a name, metadata)
+            self._entry_name = Path(target).stem
+            known = self._known()
+            self._task._connect_model(self, "output", self._entry_name, known.design,
+                                      known.labels)  # fmt: skip
         job = Job(
             id=Job.new_id(), model_key=self._key, registry=self._queue().registry,
             chain=self._task._chain, model_id=self._registry_id(),

@@ -8,47 +8,18 @@ import logging
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
 from modelbook import config, deferred, uploads, validate
 from modelbook.backends.base import Backend
 from modelbook.errors import InvalidArgumentError, ModelbookError, TaskNotFoundError, is_transient
-from modelbook.model import BaseModel, InputModel, Model
-from modelbook.records import ModelQuery, TaskRecord
+from modelbook.model import BaseModel, InputModel
+from modelbook.records import ARCHIVED_TAG, ModelQuery, TaskRecord
+from modelbook.task_models import _ModelEntries
 
 log = logging.getLogger("modelbook")
-
-
-class ModelList(list):
-    """A list of models that can also be indexed by task entry name (``models["best"]``)."""
-
-    def __init__(self, items: Sequence[tuple[str, Model]]) -> None:
-        super().__init__(model for _, model in items)
-        self._by_name = dict(items)
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, str):
-            return self._by_name[key]
-        return super().__getitem__(key)
-
-    def keys(self) -> list[str]:
-        return list(self._by_name)
-
-    def get(self, key: str, default: Any = None) -> Model | None:
-        return self._by_name.get(key, default)
-
-
-class TaskModels(dict):
-    """``{"input": ModelList, "output": ModelList}``, also readable as ``.input`` / ``.output``."""
-
-    @property
-    def input(self) -> ModelList:
-        return self["input"]
-
-    @property
-    def output(self) -> ModelList:
-        return self["output"]
 
 
 def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -62,7 +33,7 @@ def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-class Task:
+class Task(_ModelEntries):
     """A training run: it owns output models and records hyper-parameters and inputs.
 
     Create one with :meth:`Task.init`; fetch one with :meth:`Task.get_task`.
@@ -79,6 +50,30 @@ class Task:
         >>> Task.get_task(task_id=task.id).status
         'completed'
     """
+
+    class TaskTypes(Enum):
+        """ClearML's task types: ``Task.init(..., task_type=Task.TaskTypes.testing)``."""
+
+        def __str__(self) -> str:
+            return str(self.value)
+
+        def __eq__(self, other: object) -> bool:
+            return str(self) == str(other)
+
+        def __hash__(self) -> int:
+            return hash(str(self))
+
+        training = "training"
+        testing = "testing"
+        inference = "inference"
+        data_processing = "data_processing"
+        application = "application"
+        monitor = "monitor"
+        controller = "controller"
+        optimizer = "optimizer"
+        service = "service"
+        qc = "qc"
+        custom = "custom"
 
     _current: ClassVar[Task | None] = None
     _exit_hooked: ClassVar[bool] = False
@@ -103,7 +98,7 @@ class Task:
         cls,
         project_name: str | None = None,
         task_name: str | None = None,
-        task_type: str = "training",
+        task_type: str | Task.TaskTypes = "training",
         tags: Sequence[str] | None = None,
         reuse_last_task_id: bool | str = True,
         continue_last_task: bool | str | int = False,
@@ -119,7 +114,8 @@ class Task:
         Args:
             project_name: project to create the task in (created if needed).
             task_name: task name; default: the script's file name.
-            task_type: free text, e.g. "training", "testing".
+            task_type: a :class:`Task.TaskTypes` member or its name ("training", "testing",
+                "inference", ...).
             tags: user tags.
             reuse_last_task_id: reuse the newest task with the same project and name if it
                 holds nothing yet (no models, no parameters); a string reuses that task id.
@@ -149,6 +145,7 @@ class Task:
                         current.name,
                     )
                 return current
+            task_type = cls._task_type(task_type)
             backend = config.get_backend()
             project_name = validate.name(
                 "Untitled" if project_name is None else project_name, "project_name"
@@ -207,6 +204,17 @@ class Task:
             record = deferred.create_task(backend, queue.resolve, create)
             queue.remember(create["key"], record.id)
         return backend.update_task(record.id, **fields)
+
+    @classmethod
+    def _task_type(cls, task_type: object) -> str:
+        names = [t.value for t in cls.TaskTypes]
+        if task_type is None:
+            return "training"
+        if str(task_type) not in names:
+            raise InvalidArgumentError(
+                f"Task type {task_type!r} not supported, options are: {', '.join(names)}"
+            )
+        return str(task_type)
 
     @staticmethod
     def _destination(output_uri: str | bool | None, backend: Backend) -> str | None:
@@ -303,8 +311,19 @@ class Task:
         task_id: str | None = None,
         project_name: str | None = None,
         task_name: str | None = None,
+        tags: Sequence[str] | None = None,
+        allow_archived: bool = True,
+        task_filter: Mapping[str, Any] | None = None,
     ) -> Task:
-        """A task by id, or the newest task with this project and name."""
+        """A task by id, or the newest task with this project and name.
+
+        Args:
+            tags: only tasks matching this ClearML tag filter (``["best", "-debug"]``,
+                ``"__$all"``, ``"__$not"``).
+            allow_archived: False leaves archived tasks out.
+            task_filter: more conditions: ``status``, ``type`` (lists of accepted values),
+                ``system_tags``, ``order_by`` (``["-last_update"]``).
+        """
         backend = config.get_backend()
         if task_id:
             current = cls._current
@@ -320,8 +339,13 @@ class Task:
         if project_name and project is None:
             raise TaskNotFoundError(f"named {task_name!r}: project {project_name!r} does not exist")
         found = backend.find_tasks(project=project.id if project else None, name=task_name)
+        found = filter_tasks(found, tags, allow_archived, task_filter)
         if not found:
-            raise TaskNotFoundError(f"named {task_name!r} in project {project_name!r}")
+            raise TaskNotFoundError(
+                f"named {task_name!r} in project {project_name!r}"
+                + (f" with tags {list(tags)!r}" if tags else "")
+                + (f" matching {dict(task_filter)!r}" if task_filter else "")
+            )
         return cls(found[0], backend)
 
     # -- properties -----------------------------------------------------------------------
@@ -400,6 +424,23 @@ class Task:
         return self._fresh().status
 
     @property
+    def comment(self) -> str:
+        return self._data().comment
+
+    def set_comment(self, comment: str) -> None:
+        if not isinstance(comment, str):
+            raise InvalidArgumentError(f"comment must be a string, got {comment!r}")
+        self._update(comment=comment)
+
+    def set_archived(self, archive: bool) -> None:
+        """Archive the task (or bring it back): ``get_task(allow_archived=False)`` skips it."""
+        tags = [t for t in self._data().system_tags if t != ARCHIVED_TAG]
+        self._update(system_tags=[*tags, ARCHIVED_TAG] if archive else tags)
+
+    def get_archived(self) -> bool:
+        return ARCHIVED_TAG in self._fresh().system_tags
+
+    @property
     def task_type(self) -> str:
         return self._data().type
 
@@ -415,12 +456,6 @@ class Task:
 
     def get_last_iteration(self) -> int:
         return self._fresh().last_iteration
-
-    def get_labels_enumeration(self) -> dict[str, int]:
-        return dict(self._data().labels)
-
-    def set_model_label_enumeration(self, enumeration: Mapping[str, int] | None = None) -> None:
-        self._update(labels=validate.labels(enumeration))
 
     # -- parameters and models ------------------------------------------------------------
     def _check_open(self) -> None:
@@ -475,63 +510,6 @@ class Task:
             section, _, name = key.rpartition("/") if "/" in key else ("General", "", key)
             sections.setdefault(section, {})[name] = str(value)
         self._update(hyperparams=sections)
-
-    def _connect_model(
-        self, model: BaseModel, kind: str, entry: str, design: str, labels: dict[str, int]
-    ) -> None:
-        self._check_open()
-        args = {"task": self.id, "kind": kind, "entry": entry, "model": model.id,
-                "design": design, "labels": labels}  # fmt: skip
-        record = self._queue().call(self._chain, "connect_model", args)
-        if record is not None:
-            self._record = record
-
-    def update_output_model(
-        self,
-        model_path: str,
-        name: str | None = None,
-        comment: str | None = None,
-        tags: Sequence[str] | None = None,
-        model_name: str | None = None,
-        iteration: int | None = None,
-        auto_delete_file: bool = True,
-    ) -> str:
-        """Register a weights file as a **new** output model of this task; returns its URI.
-
-        The model is named ``model_name``, else "<task name> - <name>", else the task name;
-        its task entry is ``name``, else the file's stem.
-        """
-        from modelbook.output_model import OutputModel
-
-        model = OutputModel(
-            task=self,
-            name=model_name or (f"{self.name} - {name}" if name else self.name),
-            tags=tags,
-            comment=comment,
-        )
-        model.connect(self, name or Path(model_path).stem)
-        return model.update_weights(
-            weights_filename=model_path, iteration=iteration, auto_delete_file=auto_delete_file
-        )
-
-    def get_models(self) -> TaskModels:
-        """``{"input": [...], "output": [...]}``; each list is also indexable by entry name."""
-        record = self._fresh()
-        if self._registry_id() is None:  # nothing of it is registered yet
-            return TaskModels(input=ModelList([]), output=ModelList([]))
-        inputs = [(e.name, Model(e.model)) for e in record.input_models]
-        names = {e.model: e.name for e in record.output_models}
-        created = (
-            self._be.query_models(ModelQuery(task=self._id, order_by=["created"]))
-            if self._queue().online() else []
-        )
-        ids = list(dict.fromkeys([m.id for m in created] + [e.model for e in record.output_models]))
-        outputs = [(names.get(mid, f"Output Model #{i}"), Model(mid)) for i, mid in enumerate(ids)]
-        return TaskModels(input=ModelList(inputs), output=ModelList(outputs))
-
-    @property
-    def models(self) -> TaskModels:
-        return self.get_models()
 
     # -- lifecycle ------------------------------------------------------------------------
     def mark_started(self, force: bool = False) -> None:
@@ -592,3 +570,43 @@ def _apply(record: TaskRecord, fields: Mapping[str, Any]) -> TaskRecord:
     if fields.get("last_iteration") is not None:
         values["last_iteration"] = max(record.last_iteration, int(fields["last_iteration"]))
     return dataclasses.replace(record, **values)
+
+
+#: ``task_filter`` keys :func:`filter_tasks` understands.
+TASK_FILTER_KEYS = ("status", "type", "tags", "system_tags", "order_by")
+
+
+def filter_tasks(
+    tasks: list[TaskRecord],
+    tags: Sequence[str] | None,
+    allow_archived: bool,
+    task_filter: Mapping[str, Any] | None,
+) -> list[TaskRecord]:
+    """The tasks (newest first) that ``Task.get_task``'s filters accept, in its order."""
+    from modelbook.store.tagfilter import parse_tag_filter
+
+    wanted = dict(task_filter or {})
+    unknown = sorted(set(wanted) - set(TASK_FILTER_KEYS))
+    if unknown:
+        raise InvalidArgumentError(
+            f"unknown task_filter keys {unknown}; accepted: {', '.join(TASK_FILTER_KEYS)}"
+        )
+    user = parse_tag_filter([*(wanted.get("tags") or []), *(tags or [])])
+    system = parse_tag_filter(list(wanted.get("system_tags") or []))
+    found = [
+        t for t in tasks
+        if user.matches(t.tags) and system.matches(t.system_tags)
+        and (allow_archived or ARCHIVED_TAG not in t.system_tags)
+        and all(not wanted.get(k) or getattr(t, k) in [str(v) for v in wanted[k]]
+                for k in ("status", "type"))
+    ]  # fmt: skip
+    for key in reversed(list(wanted.get("order_by") or [])):
+        field = str(key).lstrip("-+")
+        if field not in ("created", "last_update", "name", "last_iteration"):
+            raise InvalidArgumentError(
+                f"task_filter order_by {key!r}: accepted fields are created, last_update, "
+                "name, last_iteration (prefix '-' for descending)"
+            )
+        found.sort(key=lambda t: (getattr(t, field) is None, getattr(t, field) or 0),
+                   reverse=str(key).startswith("-"))  # fmt: skip
+    return found

@@ -62,7 +62,7 @@ def config_text(text: str | None, config: Mapping[str, Any] | None) -> str | Non
     if text is not None and config is not None:
         raise InvalidArgumentError(
             "pass either config_text or config_dict, not both "
-            "(config_dict is stored as its JSON text)"
+            "(config_dict is stored as its JSON text, which is HOCON too)"
         )
     if config is not None:
         if not isinstance(config, Mapping):
@@ -74,29 +74,32 @@ def config_text(text: str | None, config: Mapping[str, Any] | None) -> str | Non
 
 
 def config_dict(text: str) -> dict[str, Any]:
-    """Parse a design text: JSON, or flat ``key = value`` / ``key: value`` lines."""
+    """Parse a design text as ClearML does: HOCON (JSON is HOCON too), with pyhocon.
+
+    Raises:
+        InvalidArgumentError: the text is not HOCON (a ``ValueError``, as in ClearML).
+    """
     if not text:
         return {}
     try:
-        value = json.loads(text)
+        value = json.loads(text)  # what modelbook writes: no parser needed
         return value if isinstance(value, dict) else {"design": value}
     except ValueError:
         pass
-    result: dict[str, Any] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", "//")):
-            continue
-        for sep in ("=", ":"):
-            if sep in line:
-                key, _, raw = line.partition(sep)
-                raw = raw.strip()
-                try:
-                    result[key.strip()] = json.loads(raw)
-                except ValueError:
-                    result[key.strip()] = raw.strip("\"'")
-                break
-    return result
+    from pyhocon import ConfigFactory, HOCONConverter
+    from pyhocon.exceptions import ConfigException
+    from pyparsing import ParseBaseException
+
+    try:
+        tree = ConfigFactory.parse_string(text)
+        return dict(json.loads(HOCONConverter.to_json(tree)))
+    except ParseBaseException as exc:
+        raise InvalidArgumentError(
+            f"could not parse the configuration text as HOCON (or JSON) at line {exc.lineno}, "
+            f"column {exc.column}: {exc.msg}"
+        ) from exc
+    except ConfigException as exc:  # substitutions, includes
+        raise InvalidArgumentError(f"could not parse the configuration text: {exc}") from exc
 
 
 def weights_path(weights: str | os.PathLike[str] | None) -> Path:
@@ -110,6 +113,11 @@ def weights_path(weights: str | os.PathLike[str] | None) -> Path:
     """
     from modelbook import config
 
+    if weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise InvalidArgumentError(
+            f"weights_filename must be a path (str or os.PathLike), got "
+            f"{type(weights).__name__} {weights!r}"
+        )
     if weights is None or not str(weights).strip():
         raise InvalidArgumentError(
             f"weights_filename must name a weights file or folder, got {weights!r}; "
@@ -156,3 +164,14 @@ def destination(uri: str) -> str:
         return to_uri(path).rstrip("/")
     driver_for(uri)  # raises for schemes no driver handles
     return uri.rstrip("/")
+
+
+def register_uri(uri: Any) -> str:
+    """A ``register_uri`` for ``update_weights``: a URI (``s3://``, ``https://``,
+    ``file://``) or a local path, as a non-empty string."""
+    if not isinstance(uri, (str, os.PathLike)) or not str(uri).strip():
+        raise InvalidArgumentError(
+            f"register_uri must be a URI or a path (a non-empty string), got {uri!r}; e.g. "
+            "'s3://bucket/models/model.pt' or '/data/models/model.pt'"
+        )
+    return str(uri)

@@ -279,8 +279,8 @@ KNOWN_WITHOUT_EXAMPLE = frozenset(
         "modelbook.storage.spool.Job",
         "modelbook.storage.spool.Spool",
         "modelbook.store.tagfilter.TagFilter",
-        "modelbook.task.ModelList",
-        "modelbook.task.TaskModels",
+        "modelbook.task_models.ModelList",
+        "modelbook.task_models.TaskModels",
         "modelbook.uploads.UploadQueue",
     }
 )
