@@ -16,7 +16,8 @@ from __future__ import annotations
 from modelbook.config import configure
 from modelbook.errors import ModelbookError
 from modelbook.frameworks import Framework
-from modelbook.model import InputModel, Model
+from modelbook.input_model import InputModel
+from modelbook.model import Model
 from modelbook.output_model import OutputModel
 from modelbook.task import Task
 

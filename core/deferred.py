@@ -31,7 +31,7 @@ from typing import Any
 
 from modelbook.backends.base import Backend
 from modelbook.errors import InvalidArgumentError
-from modelbook.records import ModelQuery, ModelRecord, TaskRecord
+from modelbook.records import ModelQuery, ModelRecord, ScalarEvent, TaskRecord
 
 LOCAL_PREFIX = "local-"
 TAG_PREFIX = "modelbook:"
@@ -121,6 +121,15 @@ def set_model_metadata(backend: Backend, resolve: Resolve, args: dict[str, Any])
     )
 
 
+def add_scalars(backend: Backend, resolve: Resolve, args: dict[str, Any]) -> int:
+    """Reported values (``[metric, variant, iteration, value, timestamp]`` each) of
+    ``args["task"]``, or of ``args["model"]``."""
+    events = [ScalarEvent(m, v, int(i), float(x), t) for m, v, i, x, t in args["events"]]
+    if args.get("model"):
+        return backend.add_model_scalars(resolve(args["model"]), events)
+    return backend.add_scalars(resolve(args["task"]), events)
+
+
 CALLS: dict[str, Callable[[Backend, Resolve, dict[str, Any]], Any]] = {
     "create_task": create_task,
     "update_task": update_task,
@@ -128,6 +137,7 @@ CALLS: dict[str, Callable[[Backend, Resolve, dict[str, Any]], Any]] = {
     "create_model": create_model,
     "update_model": update_model,
     "set_model_metadata": set_model_metadata,
+    "add_scalars": add_scalars,
 }
 
 
@@ -149,5 +159,6 @@ def describe(op: str, args: dict[str, Any]) -> str:
         "update_model": f"set {', '.join(sorted(args.get('fields') or {}))} of model",
         "set_model_metadata": f"set metadata {', '.join(sorted(args.get('items') or {}))}",
         "connect_model": f"connect model as {args.get('kind')} {args.get('entry')!r}",
+        "add_scalars": f"add {len(args.get('events') or [])} reported values",
     }.get(op, op)
     return f"{what} ({target})" if target else what

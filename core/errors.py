@@ -17,6 +17,7 @@ working. The tree::
     │   ├── ProjectNotFoundError
     │   └── NotRegisteredError       a local id whose record waits in the spool
     ├── ModelPublishedError          a published model refuses new weights (also ValueError)
+    ├── ModelInUseError              removing a published or used model needs force (ValueError)
     ├── StorageError                 moving bytes failed (also ValueError, as in ClearML)
     │   ├── BlobCorruptedError       a stored file does not match its sha256
     │   └── UploadError              an upload could not be completed (or queued)
@@ -140,6 +141,19 @@ class ModelPublishedError(ModelbookError, ValueError):
             f"({name!r}). Published models are read-only; create a new OutputModel "
             "(or OutputModel(base_model_id=...)) for new weights"
         )
+
+
+class ModelInUseError(ModelbookError, ValueError):
+    """Removing this model needs ``force=True``: it is published, a task uses it as input,
+    or the task that created it is published (ClearML's rules for ``models.delete``).
+
+    Attributes:
+        reason: "published", "in_use" or "task_published".
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class StorageError(ModelbookError, ValueError):

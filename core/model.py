@@ -1,4 +1,4 @@
-"""Registered models: ``Model`` (any model by id) and ``InputModel`` (a model a task uses).
+"""Registered models: ``Model``, any model by id (``InputModel`` and ``OutputModel`` build on it).
 
 Both are lazy handles: constructing one sends nothing; the first property read fetches the
 record, and later reads use that snapshot until :meth:`BaseModel.reload`.
@@ -6,26 +6,23 @@ record, and later reads use that snapshot until :meth:`BaseModel.reload`.
 
 from __future__ import annotations
 
-import ast
-import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelbook import config, validate
 from modelbook.backends.base import Backend
+from modelbook.casting import cast_value
 from modelbook.errors import (
     BlobCorruptedError,
     InvalidArgumentError,
     ModelbookError,
     ModelPublishedError,
-    NotFoundError,
     ProjectNotFoundError,
     StorageError,
 )
-from modelbook.frameworks import Framework
 from modelbook.localcopy import extract_package, local_copy
 from modelbook.records import (
     ARCHIVED_TAG,
@@ -35,19 +32,18 @@ from modelbook.records import (
     ModelVersionRecord,
     metadata_item,
 )
-from modelbook.storage import StoredObject, scheme_of
-from modelbook.storage.local import to_uri
+from modelbook.reporting import ModelReports
+from modelbook.storage import StoredObject
 
 if TYPE_CHECKING:
     from modelbook.retention import PruneReport
-    from modelbook.task import Task
 
 log = logging.getLogger("modelbook")
 
 _METADATA_TYPES = {"float", "int", "bool", "str", "basestring", "list", "tuple", "dict"}
 
 
-class BaseModel:
+class BaseModel(ModelReports):
     """What every model handle offers: properties, metadata, publish, archive, weights."""
 
     def __init__(self, backend: Backend | None = None) -> None:
@@ -85,6 +81,13 @@ class BaseModel:
 
     def _set_metadata(self, items: dict[str, dict[str, str]], replace: bool) -> None:
         self._record = self._be.set_model_metadata(self._model_id(), items, replace=replace)
+
+    def _report_target(self) -> tuple[str, Callable[[], str]]:
+        model_id = self._model_id()
+        return f"model:{model_id}", lambda: model_id
+
+    def _registered_id(self) -> str | None:
+        return self.id
 
     def reload(self) -> None:
         """Fetch the record again (properties serve a snapshot until then)."""
@@ -231,13 +234,13 @@ class BaseModel:
 
     def get_metadata_casted(self, key: str) -> Any:
         item = self._data().metadata.get(key)
-        return _cast(item["value"], item["type"]) if item else None
+        return cast_value(item["value"], item["type"]) if item else None
 
     def get_all_metadata(self) -> dict[str, dict[str, str]]:
         return {k: dict(v) for k, v in self._data().metadata.items()}
 
     def get_all_metadata_casted(self) -> dict[str, Any]:
-        return {k: _cast(v["value"], v["type"]) for k, v in self._data().metadata.items()}
+        return {k: cast_value(v["value"], v["type"]) for k, v in self._data().metadata.items()}
 
     def set_all_metadata(
         self, metadata: Mapping[str, Mapping[str, Any]], replace: bool = True
@@ -343,55 +346,6 @@ class BaseModel:
         from modelbook import retention
 
         return retention.prune(self._be, self._model_id(), keep_last, dry_run=dry_run)
-
-
-_CONTAINERS: dict[str, type] = {"list": list, "tuple": tuple, "dict": dict}
-
-
-def _yaml(text: str) -> Any:
-    """ClearML's last resort, where PyYAML is installed."""
-    try:
-        import yaml
-    except ImportError as exc:
-        raise ValueError("no YAML reader") from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def _container(value: str, kind: type) -> Any:
-    """``value`` read back as ``kind`` the way ClearML does: JSON, else the Python text
-    ``str()`` wrote (``(1, 'a')``), else YAML of its items in brackets (``[a, b]``)."""
-    bracketed = "[" + value.lstrip("[(").rstrip("])") + "]"
-    readers: list[Any] = [json.loads, ast.literal_eval, lambda _: ast.literal_eval(bracketed)]
-    if kind is not dict:
-        readers.append(lambda _: _yaml(bracketed))
-    for read in readers:
-        try:
-            return kind(read(value))
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            continue
-    log.warning("could not cast metadata %r to %s; returning it as a string", value,
-                kind.__name__)  # fmt: skip
-    return value
-
-
-def _cast(value: str, v_type: str) -> Any:
-    """A metadata value as its type (ClearML's ``cast_basic_type``)."""
-    base = (v_type or "").split("/")[0].strip().lower()
-    if base in _CONTAINERS:
-        return _container(value, _CONTAINERS[base])
-    if base == "bool":
-        return value.strip().lower() in ("true", "1", "yes", "y", "on")
-    if base in ("int", "float"):
-        try:
-            return int(value) if base == "int" else float(value)
-        except ValueError:
-            return value
-    if value == "" and base in ("none", ""):
-        return None
-    return value
 
 
 class Model(BaseModel):
@@ -515,8 +469,12 @@ class Model(BaseModel):
         another model or version still references stays. With ``delete_weights_file=False``
         the model's own objects are kept for good (never deleted later either).
 
+        Without ``force``, a model that is published, that a task uses as input, or whose
+        task is published is kept (as ``models.delete`` does on ClearML).
+
         Returns False if the record was deleted but a file could not be (it stays doomed;
-        ``modelbook gc`` retries), or if the model does not exist, unless ``raise_on_errors``.
+        ``modelbook gc`` retries), if the model does not exist or was kept, unless
+        ``raise_on_errors`` (then a ``ValueError``: a ``ModelbookError`` saying why).
         """
         from modelbook import retention
 
@@ -527,7 +485,8 @@ class Model(BaseModel):
                 raise InvalidArgumentError(
                     f"Model.remove needs a model id or a Model, got {model!r}"
                 )
-            deleted = retention.remove_model(backend, str(model_id), delete_weights_file)
+            deleted = retention.remove_model(backend, str(model_id), delete_weights_file,
+                                             force=force)  # fmt: skip
             if deleted.failed:
                 raise StorageError(
                     "model deleted, but not all its files: "
@@ -539,146 +498,3 @@ class Model(BaseModel):
             log.warning("could not remove model %s: %s", model_id, exc)
             return False
         return True
-
-
-class InputModel(Model):
-    """A registered model that a task uses, found by id or by name / project / tags.
-
-    Args:
-        model_id: the model's id; when given, the other arguments are ignored.
-        name: exact model name.
-        project: project name.
-        tags: ClearML tag filter.
-        only_published: only published models.
-
-    Raises:
-        NotFoundError: nothing matches name / project / tags.
-
-    Example:
-        >>> import modelbook, tempfile
-        >>> modelbook.configure(home=tempfile.mkdtemp())
-        >>> _ = InputModel.import_model(weights_url="https://example.com/w.pt", name="resnet")
-        >>> InputModel(name="resnet").url
-        'https://example.com/w.pt'
-    """
-
-    def __init__(
-        self,
-        model_id: str | None = None,
-        name: str | None = None,
-        project: str | None = None,
-        tags: Sequence[str] | None = None,
-        only_published: bool = False,
-    ) -> None:
-        record = None
-        if model_id is None:
-            found = Model.query_models(
-                project_name=project,
-                model_name=name,
-                tags=tags,
-                only_published=only_published,
-                max_results=1,
-            )
-            if not found:
-                raise NotFoundError(
-                    f"Could not locate model with project={project!r} name={name!r} "
-                    f"tags={tags!r} published={only_published}"
-                )
-            model_id, record = found[0].id, found[0]._record
-        super().__init__(model_id, record)
-
-    @classmethod
-    def import_model(
-        cls,
-        weights_url: str,
-        config_text: str | None = None,
-        config_dict: dict | None = None,
-        label_enumeration: Mapping[str, int] | None = None,
-        name: str | None = None,
-        project: str | None = None,
-        tags: list[str] | None = None,
-        comment: str | None = None,
-        is_package: bool = False,
-        create_as_published: bool = False,
-        framework: str | None = None,
-    ) -> InputModel:
-        """Register weights that already exist at ``weights_url`` (nothing is copied).
-
-        If a non-archived model already points at exactly this URL, that model is returned
-        and every other argument is ignored (ClearML's rule).
-        """
-        from modelbook.task import Task
-
-        if not weights_url or not isinstance(weights_url, str):
-            raise InvalidArgumentError(
-                f"weights_url must be a non-empty string, got {weights_url!r}"
-            )
-        design = validate.config_text(config_text, config_dict)
-        labels = validate.labels(label_enumeration)
-        tag_list = validate.tags(tags)
-        url = weights_url if scheme_of(weights_url) else to_uri(weights_url)
-        existing = cls.load_model(url)
-        if existing is not None:
-            log.info("A model with uri %s already exists. Selecting it", url)
-            return existing
-        backend = config.get_backend()
-        task = Task.current_task()
-        fields: dict[str, Any] = {"name": name, "comment": comment or "", "project": None}
-        if task is not None:
-            fields["comment"] = f"Imported by task id: {task.id}" + (
-                f"\n{comment}" if comment else ""
-            )
-            fields["project"] = task.project
-            fields["name"] = name or f"Imported by {task.name}"
-        if project is not None:
-            fields["project"] = backend.get_or_create_project(project).id
-        record = backend.create_model(
-            **fields,
-            uri=url,
-            tags=tag_list,
-            system_tags=[PACKAGE_TAG] if is_package else [],
-            design=design or "",
-            labels=labels,
-            framework=framework or Framework.infer(url),
-            ready=bool(create_as_published),
-        )
-        return cls(record.id)
-
-    @classmethod
-    def load_model(cls, weights_url: str, load_archived: bool = False) -> InputModel | None:
-        """The newest model registered with exactly this URL, or None."""
-        url = weights_url if scheme_of(weights_url) else to_uri(weights_url)
-        query = ModelQuery(
-            uri=[url], system_tags=None if load_archived else [f"-{ARCHIVED_TAG}"], limit=1
-        )
-        found = config.get_backend().query_models(query)
-        return cls(found[0].id) if found else None
-
-    @classmethod
-    def empty(
-        cls,
-        config_text: str | None = None,
-        config_dict: dict | None = None,
-        label_enumeration: Mapping[str, int] | None = None,
-    ) -> InputModel:
-        """A placeholder input model (id "empty") that only carries a design and labels."""
-        model = cls.__new__(cls)
-        BaseModel.__init__(model)
-        model._id = "empty"
-        model._record = ModelRecord(
-            id="empty",
-            name="empty",
-            design=validate.config_text(config_text, config_dict) or "",
-            labels=validate.labels(label_enumeration),
-        )
-        return model
-
-    def connect(
-        self, task: Task, name: str | None = None, ignore_remote_overrides: bool = False
-    ) -> None:
-        """Register this model as an input of ``task``, under ``name`` (default: the stem of
-        its URL). The task takes the model's design and labels if it has none."""
-        record = self._data()
-        entry = name or (Path(record.uri).stem if record.uri else "") or "Input Model"
-        task._connect_model(self, "input", entry, record.design, record.labels)
-        self._connected_task = task.id

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -198,6 +198,13 @@ class OutputModel(BaseModel):
             return
         self._id, self._record = record.id, record
         self._task._record = None  # its model entries, design and labels changed
+
+    def _report_target(self) -> tuple[str, Callable[[], str]]:
+        self._ensure_created()  # reports go behind the model's creation, in its task's chain
+        return self._task._chain, lambda: self._ref
+
+    def _registered_id(self) -> str | None:
+        return self._registry_id()
 
     @property
     def _ref(self) -> str:

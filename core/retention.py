@@ -64,10 +64,13 @@ def delete_doomed(backend: Backend, uris: list[str]) -> Deleted:
     return Deleted(removed, failed)
 
 
-def remove_model(backend: Backend, model_id: str, delete_weights: bool = True) -> Deleted:
+def remove_model(
+    backend: Backend, model_id: str, delete_weights: bool = True, force: bool = True
+) -> Deleted:
     """Delete a model record; delete the bytes it alone referenced when ``delete_weights``
-    (else they are disowned: kept, and never deleted by modelbook)."""
-    doomed = backend.delete_model(model_id, delete_objects=delete_weights)
+    (else they are disowned: kept, and never deleted by modelbook). Without ``force``, a
+    published or used model is refused (:class:`~modelbook.errors.ModelInUseError`)."""
+    doomed = backend.delete_model(model_id, delete_objects=delete_weights, force=force)
     return delete_doomed(backend, doomed)
 
 

@@ -15,8 +15,11 @@ from typing import Any, ClassVar
 from modelbook import config, deferred, uploads, validate
 from modelbook.backends.base import Backend
 from modelbook.errors import InvalidArgumentError, ModelbookError, TaskNotFoundError, is_transient
-from modelbook.model import BaseModel, InputModel
+from modelbook.input_model import InputModel
+from modelbook.model import BaseModel
 from modelbook.records import ARCHIVED_TAG, ModelQuery, TaskRecord
+from modelbook.reporting import TaskReports, flush_reports
+from modelbook.task_filter import filter_tasks
 from modelbook.task_models import _ModelEntries
 
 log = logging.getLogger("modelbook")
@@ -33,7 +36,7 @@ def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
-class Task(_ModelEntries):
+class Task(_ModelEntries, TaskReports):
     """A training run: it owns output models and records hyper-parameters and inputs.
 
     Create one with :meth:`Task.init`; fetch one with :meth:`Task.get_task`.
@@ -533,10 +536,11 @@ class Task(_ModelEntries):
         self._update(status="failed")
 
     def flush(self, wait_for_uploads: bool = False) -> bool:
-        """With ``wait_for_uploads``, wait (up to the upload timeout) for pending uploads;
-        returns False if some are still pending."""
+        """Send the reported values that wait; with ``wait_for_uploads``, wait (up to the
+        upload timeout) for pending uploads; returns False if some are still pending."""
         from modelbook.output_model import OutputModel
 
+        flush_reports()
         if wait_for_uploads:
             return not OutputModel.wait_for_uploads(timeout=config.upload_timeout())
         return True
@@ -570,43 +574,3 @@ def _apply(record: TaskRecord, fields: Mapping[str, Any]) -> TaskRecord:
     if fields.get("last_iteration") is not None:
         values["last_iteration"] = max(record.last_iteration, int(fields["last_iteration"]))
     return dataclasses.replace(record, **values)
-
-
-#: ``task_filter`` keys :func:`filter_tasks` understands.
-TASK_FILTER_KEYS = ("status", "type", "tags", "system_tags", "order_by")
-
-
-def filter_tasks(
-    tasks: list[TaskRecord],
-    tags: Sequence[str] | None,
-    allow_archived: bool,
-    task_filter: Mapping[str, Any] | None,
-) -> list[TaskRecord]:
-    """The tasks (newest first) that ``Task.get_task``'s filters accept, in its order."""
-    from modelbook.store.tagfilter import parse_tag_filter
-
-    wanted = dict(task_filter or {})
-    unknown = sorted(set(wanted) - set(TASK_FILTER_KEYS))
-    if unknown:
-        raise InvalidArgumentError(
-            f"unknown task_filter keys {unknown}; accepted: {', '.join(TASK_FILTER_KEYS)}"
-        )
-    user = parse_tag_filter([*(wanted.get("tags") or []), *(tags or [])])
-    system = parse_tag_filter(list(wanted.get("system_tags") or []))
-    found = [
-        t for t in tasks
-        if user.matches(t.tags) and system.matches(t.system_tags)
-        and (allow_archived or ARCHIVED_TAG not in t.system_tags)
-        and all(not wanted.get(k) or getattr(t, k) in [str(v) for v in wanted[k]]
-                for k in ("status", "type"))
-    ]  # fmt: skip
-    for key in reversed(list(wanted.get("order_by") or [])):
-        field = str(key).lstrip("-+")
-        if field not in ("created", "last_update", "name", "last_iteration"):
-            raise InvalidArgumentError(
-                f"task_filter order_by {key!r}: accepted fields are created, last_update, "
-                "name, last_iteration (prefix '-' for descending)"
-            )
-        found.sort(key=lambda t: (getattr(t, field) is None, getattr(t, field) or 0),
-                   reverse=str(key).startswith("-"))  # fmt: skip
-    return found

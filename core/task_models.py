@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from modelbook import uploads, validate
 from modelbook.errors import InvalidArgumentError, ModelNotFoundError
-from modelbook.model import BaseModel, InputModel, Model
+from modelbook.input_model import InputModel
+from modelbook.model import BaseModel, Model
 from modelbook.records import ModelQuery, TaskRecord
 
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,8 @@ from modelbook.records import (
     ModelRecord,
     ModelVersionRecord,
     ProjectRecord,
+    ScalarEvent,
+    ScalarStats,
     TaskModelEntry,
     TaskRecord,
 )
@@ -304,3 +306,53 @@ def version_record(doc: dict[str, Any]) -> ModelVersionRecord:
         metadata=metadata_doc(doc.get("metadata") or {}),
         pruned=bool(doc.get("pruned")),
     )
+
+
+# -- reported scalars (ClearML's events) ---------------------------------------------------
+#: The event type of a reported scalar.
+SCALAR_EVENT = "training_stats_scalar"
+
+
+def scalar_event_docs(owner: str, events: Sequence[ScalarEvent], model: bool) -> list[dict]:
+    """``events.add_batch`` lines: ``owner`` is the task (or, ``model``, the model) id."""
+    docs = []
+    for e in events:
+        doc: dict[str, Any] = {"type": SCALAR_EVENT, "task": owner, "metric": e.metric,
+                               "variant": e.variant, "value": e.value, "iter": e.iteration}
+        if e.timestamp is not None:
+            doc["timestamp"] = e.timestamp
+        if model:
+            doc["model_event"] = True
+        docs.append(doc)  # fmt: skip
+    return docs
+
+
+def scalar_events_of(docs: Iterable[Mapping[str, Any]]) -> list[ScalarEvent]:
+    """``events.get_task_events`` scalar events, by metric, variant and iteration."""
+    events = [
+        ScalarEvent(str(d.get("metric", "")), str(d.get("variant", "")), int(d.get("iter") or 0),
+                    float(d.get("value", 0.0)), d.get("timestamp"))
+        for d in docs if d.get("type", SCALAR_EVENT) == SCALAR_EVENT
+    ]  # fmt: skip
+    return sorted(events, key=lambda e: (e.metric, e.variant, e.iteration))
+
+
+def scalar_stats_of(last_metrics: dict[str, Any]) -> dict[str, dict[str, ScalarStats]]:
+    """ClearML's ``last_metrics`` (``{md5: {md5: {metric, variant, value, ...}}}``)."""
+    stats: dict[str, dict[str, ScalarStats]] = {}
+    for variants in (last_metrics or {}).values():
+        for item in (variants or {}).values():
+            last = float(item.get("value", 0.0))
+            count = int(item.get("count") or 1)
+            stats.setdefault(item.get("metric", ""), {})[item.get("variant", "")] = ScalarStats(
+                metric=item.get("metric", ""), variant=item.get("variant", ""), count=count,
+                total=float(item.get("mean_value", last)) * count,
+                first=float(item.get("first_value", last)),
+                first_iteration=int(item.get("first_value_iteration") or 0),
+                min=float(item.get("min_value", last)),
+                min_iteration=int(item.get("min_value_iteration") or 0),
+                max=float(item.get("max_value", last)),
+                max_iteration=int(item.get("max_value_iteration") or 0),
+                last=last, last_iteration=int(item.get("iter") or 0),
+            )  # fmt: skip
+    return stats

@@ -205,6 +205,22 @@ class Registrar:
             self.attempt("record the hyper-parameters", lambda: task.connect(params, section))
         self.attempt("look up the model registered earlier", lambda: self._adopt(task, monitor))
 
+    def record(self, metrics: Mapping[str, Any], step: int) -> None:
+        """Report the numeric ``metrics`` seen at an evaluation as the task's scalars (title
+        and series: the key), so the run's curves sit beside its versions. Queued in the
+        background; never raises."""
+        if self._task is None:
+            return
+        logger = self._task.get_logger()
+
+        def report() -> None:
+            for key, value in metrics.items():
+                number = as_scalar(value)
+                if number is not None and math.isfinite(number):
+                    logger.report_scalar(str(key), str(key), number, int(step))
+
+        self.attempt("report the metrics", report)
+
     def staging(self, filename: str) -> tuple[Path, Path]:
         """Where to save the next snapshot, and the private folder holding it.
 

@@ -91,6 +91,7 @@ class ModelbookCallback(SharedCallback, keras.callbacks.Callback):
         logs = dict(logs or {})
         step = self._global_step(epoch)
         decision = self.monitor.update(logs, step=step)
+        self.registrar.record(logs, step)
         if not decision.improved:
             return
         suffix = ".weights.h5" if self.save_weights_only else ".keras"

@@ -172,6 +172,7 @@ class ModelbookCallback(SharedCallback, _Callback):
         if trainer.is_global_zero:
             metrics = _scalars(trainer.callback_metrics)
             decision = self.monitor.update(metrics, step=trainer.global_step)
+            self.registrar.record(metrics, trainer.global_step)
         decided = _from_rank_zero(trainer, decision)
         if not trainer.is_global_zero:
             self.monitor.apply(decided)

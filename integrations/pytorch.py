@@ -215,6 +215,7 @@ class BestModel(SharedCallback):
         decision: Decision | None = None
         if zero:
             decision = self.monitor.update(metrics, step=step)
+            self.registrar.record(metrics, step)
         if _distributed():
             decision = _from_rank_zero(decision)
             if not zero:

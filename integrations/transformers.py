@@ -168,6 +168,8 @@ class ModelbookCallback(SharedCallback, TrainerCallback, ExportableState):
         assert monitor is not None  # resolved in on_train_begin; the hooks return while None
         zero = state.is_world_process_zero
         decision: Decision = _broadcast(monitor.update(metrics, step) if zero else None)
+        if zero:
+            self.registrar.record(metrics, step)
         if not zero:
             monitor.apply(decision)
         return decision

@@ -62,6 +62,12 @@ _REBUILDABLE = (
     "ProjectNotFoundError", "ModelPublishedError",
 )  # fmt: skip
 
+#: ``models.delete`` without force: ClearML's refusals (model_is_ready, model_in_use,
+#: model_creating_task_exists), as :class:`~modelbook.errors.ModelInUseError` reasons.
+_DELETE_REFUSALS: dict[tuple[Any, Any], str] = {
+    (400, 203): "published", (400, 205): "in_use", (400, 206): "task_published",
+}  # fmt: skip
+
 _session_lock = threading.Lock()
 _sessions: dict[tuple[int, bool, bool], requests.Session] = {}
 _fast: ContextVar[bool] = ContextVar("modelbook_fail_fast", default=False)
@@ -213,8 +219,12 @@ class ApiClient:
             ) from None
         return meta or {}, data if isinstance(data, dict) else {}
 
-    def call(self, endpoint: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Call ``endpoint`` with a JSON body and return the reply's ``data``.
+    def call(
+        self, endpoint: str, body: dict[str, Any] | None = None,
+        lines: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Call ``endpoint`` with a JSON body (or, ``lines``, a batch: one JSON object per
+        line, as ``events.add_batch`` takes it) and return the reply's ``data``.
 
         Raises:
             ModelNotFoundError / TaskNotFoundError: the call named an unknown id.
@@ -222,10 +232,15 @@ class ApiClient:
         """
         url = f"{self.api_host}/v{API_VERSION}/{endpoint}"
         body = body or {}
+        payload: dict[str, Any] = {"json": body}
+        if lines is not None:
+            payload = {"data": "\n".join(json.dumps(line) for line in lines).encode()}
         response = None
         for attempt in range(2):
             headers = {"Authorization": f"Bearer {self.token(renew=attempt > 0)}"}
-            response = self._send("POST", url, endpoint, json=body, headers=headers)
+            if lines is not None:
+                headers["Content-Type"] = "application/json-lines"
+            response = self._send("POST", url, endpoint, headers=headers, **payload)
             if response.status_code != 401:
                 break
         assert response is not None
@@ -246,4 +261,7 @@ class ApiClient:
             return _rebuild(name, message)
         if (code, sub) == (400, 101):
             return TaskNotFoundError(f"with id {body.get('task')!r}")
+        refusal = _DELETE_REFUSALS.get((code, sub)) if endpoint == "models.delete" else None
+        if refusal:
+            return errors.ModelInUseError(message, refusal)
         return RegistryError(endpoint, message, status)

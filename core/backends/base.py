@@ -7,6 +7,7 @@ without touching them. Records are plain dataclasses from :mod:`modelbook.record
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -19,6 +20,8 @@ from modelbook.records import (
     ModelVersionRecord,
     ProjectRecord,
     PruneResult,
+    ScalarEvent,
+    ScalarStats,
     TaskRecord,
 )
 from modelbook.storage import StorageDriver
@@ -154,13 +157,39 @@ class Backend(ABC):
         """How many models match ``query`` (paging ignored)."""
 
     @abstractmethod
-    def delete_model(self, model_id: str, delete_objects: bool = True) -> list[str]:
+    def delete_model(
+        self, model_id: str, delete_objects: bool = True, force: bool = True
+    ) -> list[str]:
         """Delete a model record, its metadata and versions, and the task entries naming it.
 
         Returns the URIs of objects the registry wrote that nothing references any more
         (now doomed): the caller deletes their bytes, then calls :meth:`forget_objects`.
         With ``delete_objects=False`` those objects are disowned instead (kept forever).
+        Without ``force``, a model ``models.delete`` protects is refused
+        (:class:`~modelbook.errors.ModelInUseError`: published, a task's input, or made by a
+        published task).
         """
+
+    # -- reported scalars -----------------------------------------------------------------
+    @abstractmethod
+    def add_scalars(self, task_id: str, events: Sequence[ScalarEvent]) -> int:
+        """Add a task's reported values (a value reported again for an iteration replaces
+        it); returns how many were added."""
+
+    @abstractmethod
+    def add_model_scalars(self, model_id: str, events: Sequence[ScalarEvent]) -> int:
+        """Add values reported on a model (ClearML's ``model.report_scalar``)."""
+
+    @abstractmethod
+    def scalar_events(
+        self, task_id: str | None = None, *, model_id: str | None = None
+    ) -> list[ScalarEvent]:
+        """A task's values (or, with ``model_id`` alone, a model's own), by metric, variant
+        and iteration."""
+
+    @abstractmethod
+    def last_scalars(self, task_id: str) -> dict[str, dict[str, ScalarStats]]:
+        """``{metric: {variant: stats}}`` of a task (ClearML's ``last_metrics``)."""
 
     # -- ownership of stored objects ------------------------------------------------------
     @abstractmethod

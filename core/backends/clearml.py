@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from modelbook.errors import InvalidArgumentError, ModelPublishedError
+from modelbook.errors import InvalidArgumentError, ModelInUseError, ModelPublishedError
 from modelbook.records import (
     ARCHIVED_TAG,
     PACKAGE_TAG,
@@ -272,9 +272,12 @@ class ClearmlVerbs:
                 return count
             page += 1
 
-    def delete_model(self, model_id: str) -> list[str]:
+    def delete_model(self, model_id: str, force: bool = True) -> list[str]:
         """Delete the record; the server never deletes the weights (no ownership known)."""
-        self._call("models.delete", {"model": model_id, "force": True,
+        if not force and self._doc(model_id).get("ready"):  # the server lets it go: we don't
+            raise ModelInUseError(f"model {model_id} is published: pass force to delete it",
+                                  "published")  # fmt: skip
+        self._call("models.delete", {"model": model_id, "force": force,
                                      "delete_external_artifacts": False})  # fmt: skip
         return []
 

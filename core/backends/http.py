@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,15 +37,21 @@ from modelbook.records import (
     ModelVersionRecord,
     ProjectRecord,
     PruneResult,
+    ScalarEvent,
+    ScalarStats,
     TaskRecord,
 )
 from modelbook.storage import StorageDriver, scheme_of
 from modelbook.wire import (
+    SCALAR_EVENT,
     configuration_doc,
     hyperparams_doc,
     metadata_items,
     model_record,
     project_record,
+    scalar_event_docs,
+    scalar_events_of,
+    scalar_stats_of,
     task_record,
     version_record,
 )
@@ -383,11 +390,48 @@ class HttpBackend(Backend):
             return self._clearml.count_models(self._clearml.query_body(body, query))
         return int(self._call("models.count", body)["count"])
 
-    def delete_model(self, model_id: str, delete_objects: bool = True) -> list[str]:
+    def delete_model(
+        self, model_id: str, delete_objects: bool = True, force: bool = True
+    ) -> list[str]:
         if self._clearml:
-            return self._clearml.delete_model(model_id)
-        body = {"model": model_id, "force": True, "delete_external_artifacts": delete_objects}
+            return self._clearml.delete_model(model_id, force)
+        body = {"model": model_id, "force": force, "delete_external_artifacts": delete_objects}
         return list(self._call("models.delete", body).get("doomed") or [])
+
+    # -- reported scalars (ClearML's events) -----------------------------------------------
+    def _add_events(self, owner: str, events: Sequence[ScalarEvent], model: bool) -> int:
+        if not events:
+            return 0
+        docs = scalar_event_docs(owner, events, model)
+        return int(self.client.call("events.add_batch", lines=docs).get("added") or 0)
+
+    def add_scalars(self, task_id: str, events: Sequence[ScalarEvent]) -> int:
+        return self._add_events(task_id, events, model=False)
+
+    def add_model_scalars(self, model_id: str, events: Sequence[ScalarEvent]) -> int:
+        return self._add_events(model_id, events, model=True)
+
+    def scalar_events(
+        self, task_id: str | None = None, *, model_id: str | None = None
+    ) -> list[ScalarEvent]:
+        """Every stored value, through ``events.get_task_events`` pages."""
+        if (task_id is None) == (model_id is None):
+            raise InvalidArgumentError("pass either a task id or model_id=, not both or neither")
+        body: dict[str, Any] = {"task": task_id or model_id, "event_type": SCALAR_EVENT,
+                                "batch_size": 5000, "model_events": model_id is not None}
+        docs: list[dict[str, Any]] = []
+        while True:
+            page = self._call("events.get_task_events", body)
+            docs += page.get("events") or []
+            if not page.get("returned") or len(docs) >= int(page.get("total") or 0):
+                break
+            body["scroll_id"] = page.get("scroll_id")
+        return scalar_events_of(docs)
+
+    def last_scalars(self, task_id: str) -> dict[str, dict[str, ScalarStats]]:
+        body = {"id": [task_id], "only_fields": ["id", "last_metrics"]}
+        docs = self._call("tasks.get_all", body).get("tasks") or []
+        return scalar_stats_of(docs[0].get("last_metrics") or {}) if docs else {}
 
     # -- ownership of stored objects (the server applies modelbook.store.objects) ---------
     def prune_versions(self, model_id: str, keep_last: int, dry_run: bool = False) -> PruneResult:

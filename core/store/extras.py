@@ -5,7 +5,7 @@
   project's description and tags), kept as JSON beside the modelled columns and changed key
   by key (:func:`merge_document`);
 * a task's model entries replaced as a whole (ClearML's ``tasks.edit`` of ``models``);
-* which tasks use a model as their input;
+* which tasks use a model as their input, and why a model may not be deleted without force;
 * deleting a task, and with it what only it produced (:meth:`ExtraVerbs.delete_task`);
 * renaming a project together with its sub-projects.
 
@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -26,8 +27,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from modelbook.errors import InvalidArgumentError
-from modelbook.records import ProjectRecord, TaskModelEntry, TaskRecord
+from modelbook.errors import InvalidArgumentError, ModelInUseError, TaskNotFoundError
+from modelbook.records import ModelRecord, ProjectRecord, TaskModelEntry, TaskRecord
 from modelbook.store import objects
 from modelbook.store import schema as s
 from modelbook.store.engine import now
@@ -101,6 +102,8 @@ class ExtraVerbs:
     _task_row: Callable[..., Any]
     _task: Callable[[sa.Connection, Any], TaskRecord]
     _project: Callable[[Any], ProjectRecord]
+    get_model: Callable[[str], ModelRecord]
+    get_task: Callable[[str], TaskRecord]
 
     def set_task_models(
         self, task_id: str, kind: str, entries: Sequence[TaskModelEntry]
@@ -134,6 +137,29 @@ class ExtraVerbs:
                 sa.select(tm.c.task).where(tm.c.model == model_id, tm.c.kind == kind).distinct()
             )
             return sorted(found.scalars())
+
+    def deletion_refusal(self, model_id: str) -> ModelInUseError | None:
+        """Why ``models.delete`` without ``force`` refuses this model, if it does: it is
+        published (modelbook keeps those read-only), a task uses it as input, or the task
+        that created it is published (both as on ClearML)."""
+        model = self.get_model(model_id)
+        if model.ready:
+            return ModelInUseError(f"model {model.id} is published: pass force to delete it",
+                                   "published")  # fmt: skip
+        users = self.tasks_using_model(model.id, "input")
+        if users:
+            return ModelInUseError(
+                f"model {model.id} is the input of {len(users)} task(s) "
+                f"({', '.join(users[:3])}): pass force to delete it", "in_use",
+            )  # fmt: skip
+        if model.task:
+            with contextlib.suppress(TaskNotFoundError):
+                if self.get_task(model.task).status == "published":
+                    return ModelInUseError(
+                        f"model {model.id} was created by task {model.task}, which is "
+                        "published: pass force to delete it", "task_published",
+                    )  # fmt: skip
+        return None
 
     def delete_task(
         self, task_id: str, *, delete_output_models: bool = True, delete_objects: bool = True

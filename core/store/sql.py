@@ -540,7 +540,12 @@ class SqlStore(ObjectVerbs, ScalarVerbs, ExtraVerbs, Backend):
             for v in rows
         ]  # fmt: skip
 
-    def delete_model(self, model_id: str, delete_objects: bool = True) -> list[str]:
+    def delete_model(
+        self, model_id: str, delete_objects: bool = True, force: bool = True
+    ) -> list[str]:
+        refusal = None if force else self.deletion_refusal(model_id)
+        if refusal is not None:
+            raise refusal
         with self._write() as conn:
             uris = drop_model(conn, self._model_row(conn, model_id, lock=True))
             if not delete_objects:

@@ -295,29 +295,19 @@ MODEL_IN_USE = (400, 205)
 MODEL_CREATING_TASK_EXISTS = (400, 206)
 
 
+_REFUSAL_CODES = {"published": MODEL_IS_READY, "in_use": MODEL_IN_USE,
+                  "task_published": MODEL_CREATING_TASK_EXISTS}
+
+
 def _check_deletable(call: Call, model: ModelRecord) -> None:
-    """``models.delete``'s refusals without ``force``: a published model (modelbook keeps
-    those read-only), a model a task uses as input, a model whose task is published (both
-    as on ClearML)."""
-    if model.ready:
-        raise ApiError.of(MODEL_IS_READY, f"model {model.id} is published: pass force to delete it")
-    users = call.store.tasks_using_model(model.id, "input")
-    if users:
-        raise ApiError.of(
-            MODEL_IN_USE,
-            f"model {model.id} is the input of {len(users)} task(s) ({', '.join(users[:3])}): "
-            "pass force to delete it",
-            num_tasks=len(users),
-        )
-    if model.task:
-        with contextlib.suppress(TaskNotFoundError):
-            if call.store.get_task(model.task).status == "published":
-                raise ApiError.of(
-                    MODEL_CREATING_TASK_EXISTS,
-                    f"model {model.id} was created by task {model.task}, which is published: "
-                    "pass force to delete it",
-                    task=model.task,
-                )
+    """``models.delete``'s refusals without ``force``, as the store decides them
+    (:meth:`~modelbook.store.extras.ExtraVerbs.deletion_refusal`), in ClearML's codes."""
+    refusal = call.store.deletion_refusal(model.id)
+    if refusal is not None:
+        extra = {"num_tasks": len(call.store.tasks_using_model(model.id))} if (
+            refusal.reason == "in_use") else {"task": model.task} if (
+            refusal.reason == "task_published") else {}
+        raise ApiError.of(_REFUSAL_CODES[refusal.reason], str(refusal), **extra)
 
 
 def delete(call: Call) -> dict[str, Any]:

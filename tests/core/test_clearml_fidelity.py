@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modelbook import InputModel, Model, OutputModel, Task
-from modelbook.errors import InvalidArgumentError, ModelbookError
+from modelbook.errors import InvalidArgumentError, ModelbookError, ModelInUseError
 
 
 def _weights(folder: Path, name: str, data: bytes | None = None) -> str:
@@ -144,3 +144,26 @@ def test_output_model_of_a_task_id_and_input_model_task(tmp_path: Path) -> None:
     assert loaded.task == task.id  # the creator, until connected
     loaded.connect(user)
     assert loaded.task == user.id and loaded.original_task == task.id
+
+
+def test_model_remove_needs_force_for_published_and_used_models(
+    registry: str, tmp_path: Path
+) -> None:
+    task = Task.init(project_name="fidelity", task_name="remove")
+    published = OutputModel(task=task, name="released")
+    published.update_weights(_weights(tmp_path / "a", "a.pt"), async_enable=False)
+    published.publish()
+    used = OutputModel(task=task, name="used")
+    used.update_weights(_weights(tmp_path / "b", "b.pt"), async_enable=False)
+    task.close()
+    reader = Task.init(project_name="fidelity", task_name="reader")
+    InputModel(used.id).connect(reader)
+    for model, reason in ((published, "published"), (used, "in_use")):
+        name = model.name
+        assert Model.remove(model.id) is False
+        with pytest.raises(ModelInUseError, match="pass force") as refused:
+            Model.remove(model.id, raise_on_errors=True)
+        assert isinstance(refused.value, ValueError) and refused.value.reason == reason
+        assert Model(model.id).name  # still there
+        assert Model.remove(model.id, force=True)
+        assert not Model.query_models(project_name="fidelity", model_name=name)

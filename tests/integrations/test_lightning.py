@@ -164,6 +164,9 @@ def test_registers_each_improvement_with_metadata_and_loadable_weights(tmp_path,
     assert len(wanted) >= 2
     assert [v.iteration for v in model.versions] == [s["step"] for s in wanted]
     every_version_reads_back(model)
+    curve = task.get_reported_scalars()["val_loss"]["val_loss"]  # every evaluation's value
+    assert curve == {"x": [s["step"] for s in recorder.seen],
+                     "y": [s["metrics"]["val_loss"] for s in recorder.seen]}  # fmt: skip
     for version, seen in zip(model.versions, wanted, strict=True):
         m = meta(version)
         assert float(m["monitor_value"]) == seen["metrics"]["val_loss"]
