@@ -31,7 +31,7 @@ from typing import Any
 
 from modelbook.backends.base import Backend
 from modelbook.errors import InvalidArgumentError
-from modelbook.records import ModelQuery, ModelRecord, ScalarEvent, TaskRecord
+from modelbook.records import ModelQuery, ModelRecord, ReportEvent, ScalarEvent, TaskRecord
 
 LOCAL_PREFIX = "local-"
 TAG_PREFIX = "modelbook:"
@@ -130,6 +130,15 @@ def add_scalars(backend: Backend, resolve: Resolve, args: dict[str, Any]) -> int
     return backend.add_scalars(resolve(args["task"]), events)
 
 
+def add_reports(backend: Backend, resolve: Resolve, args: dict[str, Any]) -> int:
+    """Reported plots and text (``[kind, metric, variant, iteration, body, timestamp]``
+    each) of ``args["task"]``, or of ``args["model"]``."""
+    events = [ReportEvent(k, m, v, int(i), b, t) for k, m, v, i, b, t in args["events"]]
+    if args.get("model"):
+        return backend.add_reports(None, events, model_id=resolve(args["model"]))
+    return backend.add_reports(resolve(args["task"]), events)
+
+
 CALLS: dict[str, Callable[[Backend, Resolve, dict[str, Any]], Any]] = {
     "create_task": create_task,
     "update_task": update_task,
@@ -138,6 +147,7 @@ CALLS: dict[str, Callable[[Backend, Resolve, dict[str, Any]], Any]] = {
     "update_model": update_model,
     "set_model_metadata": set_model_metadata,
     "add_scalars": add_scalars,
+    "add_reports": add_reports,
 }
 
 
@@ -160,5 +170,6 @@ def describe(op: str, args: dict[str, Any]) -> str:
         "set_model_metadata": f"set metadata {', '.join(sorted(args.get('items') or {}))}",
         "connect_model": f"connect model as {args.get('kind')} {args.get('entry')!r}",
         "add_scalars": f"add {len(args.get('events') or [])} reported values",
+        "add_reports": f"add {len(args.get('events') or [])} reported plots / texts",
     }.get(op, op)
     return f"{what} ({target})" if target else what

@@ -94,6 +94,29 @@ class TaskRecord:
     document: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
+#: What a :class:`ReportEvent` holds: a plot (ClearML's ``plot`` event) or text (``log``).
+REPORT_KINDS = ("plot", "text")
+
+
+@dataclass(frozen=True)
+class ReportEvent:
+    """One reported plot or text: ``body`` is ``{"plot_str": <plotly JSON>}`` for a plot,
+    ``{"level": <int>, "msg": <str>}`` for text.
+
+    Example:
+        >>> ReportEvent("text", "", "", 0, {"level": 20, "msg": "epoch 1 done"}).kind
+        'text'
+    """
+
+    kind: str
+    metric: str
+    variant: str
+    iteration: int
+    body: dict[str, Any]
+    timestamp: int | None = None
+    model: str | None = None
+
+
 @dataclass(frozen=True)
 class ScalarEvent:
     """One reported scalar value: ``metric`` (ClearML's title) / ``variant`` (series).

@@ -9,12 +9,13 @@ what waits. The reads (``get_reported_scalars`` ...) flush first, so they see wh
 process reported.
 
 Single values are scalars of the title "Summary" at iteration ``-2**31``, as ClearML stores
-them. Text goes to Python logging (logger ``modelbook.report``); plots are not kept
-(docs/compatibility.md).
+them. Plots are kept as plotly figures (:mod:`modelbook.plots`), text as the task's console
+log (and Python logging, logger ``modelbook.report``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
@@ -23,12 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from modelbook import config
+from modelbook import config, plots
 from modelbook.errors import InvalidArgumentError, ModelbookError
+from modelbook.records import ScalarEvent
 
 if TYPE_CHECKING:
     from modelbook.backends.base import Backend
-    from modelbook.records import ScalarEvent
     from modelbook.uploads import UploadQueue
 
 log = logging.getLogger("modelbook")
@@ -51,6 +52,7 @@ class _Batch:
     chain: str
     owner: Callable[[], str]  # its id now: a local id until the registry has it
     model: bool
+    op: str = "add_scalars"  # or "add_reports" (plots and text)
     events: list[list[Any]] = field(default_factory=list)
 
 
@@ -60,12 +62,12 @@ class _Sender:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()  # one send at a time: batches stay in order
-        self._batches: dict[tuple[str, bool, str], _Batch] = {}
+        self._batches: dict[tuple[str, bool, str, str], _Batch] = {}
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def add(self, batch: _Batch, event: list[Any]) -> None:
-        key = (batch.chain, batch.model, batch.owner())
+        key = (batch.chain, batch.model, batch.owner(), batch.op)
         with self._lock:
             waiting = self._batches.setdefault(key, batch)
             waiting.events.append(event)
@@ -87,7 +89,7 @@ class _Sender:
                 target = "model" if batch.model else "task"
                 args = {target: batch.owner(), "events": batch.events}
                 try:
-                    batch.queue.call(batch.chain, "add_scalars", args)
+                    batch.queue.call(batch.chain, batch.op, args)
                 except ModelbookError as exc:  # refused for good: said, never raised
                     lost += len(batch.events)
                     log.warning("could not record %d reported values of %s %s: %s",
@@ -109,37 +111,57 @@ def flush_reports() -> int:
     return _sender.flush()
 
 
-#: ClearML's plot reports: accepted so ported code runs, not kept (docs/compatibility.md).
-PLOT_KINDS = ("histogram", "vector", "table", "line_plot", "scatter2d", "scatter3d",
-              "confusion_matrix", "matrix", "surface")  # fmt: skip
-_told_plots = threading.Event()
-
-
-def _plot_not_kept(kind: str) -> Callable[..., None]:
-    def report(self: Any, title: str, series: str = "", *args: Any, **kwargs: Any) -> None:
-        if not isinstance(title, str):
-            raise InvalidArgumentError(f"title must be a string, got {title!r}")
-        if not _told_plots.is_set():
-            _told_plots.set()
-            log.info("plots (report_%s %r) are not kept by modelbook; scalars are", kind, title)
-
-    report.__name__ = f"report_{kind}"
-    report.__doc__ = f"ClearML's ``report_{kind}``: accepted, not kept (plots are not stored)."
-    return report
-
-
 class _Plots:
-    """The plot family of ClearML's ``Logger`` and ``Model``."""
+    """The plot family of ClearML's ``Logger`` and ``Model``: each builds the plotly figure
+    (:mod:`modelbook.plots`) and reports it under ``title`` / ``series`` / ``iteration``."""
 
-    report_histogram = _plot_not_kept("histogram")
-    report_vector = _plot_not_kept("vector")
-    report_table = _plot_not_kept("table")
-    report_line_plot = _plot_not_kept("line_plot")
-    report_scatter2d = _plot_not_kept("scatter2d")
-    report_scatter3d = _plot_not_kept("scatter3d")
-    report_confusion_matrix = _plot_not_kept("confusion_matrix")
-    report_matrix = _plot_not_kept("matrix")
-    report_surface = _plot_not_kept("surface")
+    def _report_plot(self, title: str, series: str, iteration: int | None,
+                     figure: dict[str, Any]) -> None:  # fmt: skip
+        raise NotImplementedError
+
+    def report_histogram(self, title: str, series: str, values: Any,
+                         iteration: int | None = None, **options: Any) -> None:  # fmt: skip
+        self._report_plot(title, series, iteration, plots.histogram(title, series, values,
+                                                                    **options))  # fmt: skip
+
+    def report_vector(self, title: str, series: str, values: Any,
+                      iteration: int | None = None, **options: Any) -> None:  # fmt: skip
+        self._report_plot(title, series, iteration, plots.histogram(title, series, values,
+                                                                    **options))  # fmt: skip
+
+    def report_table(self, title: str, series: str, iteration: int | None = None,
+                     table_plot: Any = None, csv: str | None = None,
+                     **options: Any) -> None:  # fmt: skip
+        figure = plots.table(title, series, table_plot, csv, **options)
+        self._report_plot(title, series, iteration, figure)
+
+    def report_line_plot(self, title: str, series: Any, iteration: int | None = None,
+                         **options: Any) -> None:  # fmt: skip
+        self._report_plot(title, "", iteration, plots.line_plot(title, series, **options))
+
+    def report_scatter2d(self, title: str, series: str, scatter: Any,
+                         iteration: int | None = None, **options: Any) -> None:  # fmt: skip
+        figure = plots.scatter2d(title, series, scatter, **options)
+        self._report_plot(title, series, iteration, figure)
+
+    def report_scatter3d(self, title: str, series: str, scatter: Any,
+                         iteration: int | None = None, **options: Any) -> None:  # fmt: skip
+        figure = plots.scatter3d(title, series, scatter, **options)
+        self._report_plot(title, series, iteration, figure)
+
+    def report_confusion_matrix(self, title: str, series: str, matrix: Any,
+                                iteration: int | None = None, **options: Any) -> None:  # fmt: skip
+        self._report_plot(title, series, iteration, plots.matrix(title, series, matrix,
+                                                                 **options))  # fmt: skip
+
+    def report_matrix(self, title: str, series: str, matrix: Any,
+                      iteration: int | None = None, **options: Any) -> None:  # fmt: skip
+        self.report_confusion_matrix(title, series, matrix, iteration, **options)
+
+    def report_surface(self, title: str, series: str, matrix: Any,
+                       iteration: int | None = None, **options: Any) -> None:  # fmt: skip
+        figure = plots.matrix(title, series, matrix, kind="surface", **options)
+        self._report_plot(title, series, iteration, figure)
 
 
 class Logger(_Plots):
@@ -203,14 +225,57 @@ class Logger(_Plots):
         """A value of the whole run (final accuracy, mAP): ``get_reported_single_value``."""
         self._add(SUMMARY, name, value, SINGLE_VALUE_ITERATION)
 
+    def _add_report(self, kind: str, title: str, series: str, iteration: int | None,
+                    body: dict[str, Any]) -> None:  # fmt: skip
+        for name, text in (("title", title), ("series", series)):
+            if not isinstance(text, str):
+                raise InvalidArgumentError(f"{name} must be a string, got {text!r}")
+        if iteration is not None and (
+            isinstance(iteration, bool) or not isinstance(iteration, int)
+        ):
+            raise InvalidArgumentError(f"iteration must be an int, got {iteration!r}")
+        batch = _Batch(self._queue, self._chain, self._owner, self._model, op="add_reports")
+        _sender.add(batch, [kind, title, series, iteration or 0, body, int(time.time() * 1000)])
+
+    def _report_plot(self, title: str, series: str, iteration: int | None,
+                     figure: dict[str, Any]) -> None:  # fmt: skip
+        try:
+            text = json.dumps(figure, allow_nan=False, default=_number)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"plot {title}/{series}: not plottable: {exc}") from None
+        self._add_report("plot", title, series, iteration, {"plot_str": text})
+
     def report_text(self, msg: Any, level: int = logging.INFO, print_console: bool = True,
                     *args: Any, **_: Any) -> None:  # fmt: skip
-        """Text of the run: to Python logging (``modelbook.report``), not kept."""
-        text_log.log(level, str(msg), *args)
+        """A line of the run's console log (kept; also to Python logging,
+        ``modelbook.report``, when ``print_console``)."""
+        text = str(msg) % args if args else str(msg)
+        if print_console:
+            text_log.log(level, text)
+        if not self._model:  # ClearML keeps no console log of a model
+            self._add_report("text", "", "", None, {"level": int(level), "msg": text})
 
     def flush(self, wait: bool = False) -> bool:
         """Send what waits; True when nothing was refused."""
         return flush_reports() == 0
+
+
+def _number(value: Any) -> Any:
+    """numpy / torch numbers inside a figure, as JSON numbers."""
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not a number")
+
+
+def read_plots(backend: Backend, task_id: str | None = None,
+               model_id: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """ClearML's ``get_reported_plots``: ``[{metric, variant, iter, plot_str, timestamp}]``."""
+    flush_reports()
+    found = backend.reports(task_id, "plot", model_id=model_id)
+    return [{"metric": r.metric, "variant": r.variant, "iter": r.iteration,
+             "plot_str": r.body.get("plot_str", ""), "timestamp": r.timestamp} for r in found]
 
 
 def read_scalars(
@@ -276,6 +341,23 @@ class TaskReports:
     def get_reported_single_value(self, name: str) -> float | None:
         return self._scalars()[1].get(name)
 
+    def get_reported_plots(self, max_iterations: int | None = None) -> list[dict[str, Any]]:
+        """``[{metric, variant, iter, plot_str, timestamp}]``, oldest first; with
+        ``max_iterations``, those of the newest that many iterations."""
+        registry_id = self._registry_id()
+        found = read_plots(self._be, task_id=registry_id) if registry_id else []
+        if max_iterations:
+            newest = sorted({p["iter"] for p in found})[-max_iterations:]
+            found = [p for p in found if p["iter"] in newest]
+        return found
+
+    def get_reported_console_output(self, number_of_reports: int = 1) -> list[str]:
+        """The last ``number_of_reports`` lines given to ``report_text``."""
+        flush_reports()
+        registry_id = self._registry_id()
+        lines = self._be.reports(registry_id, "text") if registry_id else []
+        return [str(r.body.get("msg", "")) for r in lines[-number_of_reports:]]
+
     def get_last_scalar_metrics(self) -> dict[str, dict[str, dict[str, float]]]:
         """``{title: {series: {"last": v, "min": v, "max": v}}}``, as ClearML's."""
         flush_reports()
@@ -309,6 +391,15 @@ class ModelReports(_Plots):
 
     def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
         self._logger().report_scalar(title, series, value, iteration)
+
+    def _report_plot(self, title: str, series: str, iteration: int | None,
+                     figure: dict[str, Any]) -> None:  # fmt: skip
+        self._logger()._report_plot(title, series, iteration, figure)
+
+    def get_reported_plots(self) -> list[dict[str, Any]]:
+        """The plots reported on this model (as ``Task.get_reported_plots``)."""
+        model_id = self._registered_id()
+        return read_plots(self._be, model_id=model_id) if model_id else []
 
     def report_single_value(self, name: str, value: float) -> None:
         self._logger().report_single_value(name, value)

@@ -34,6 +34,7 @@ from modelbook.records import (
     ModelRecord,
     ModelVersionRecord,
     ProjectRecord,
+    ReportEvent,
     ScalarEvent,
     ScalarStats,
     TaskModelEntry,
@@ -356,3 +357,44 @@ def scalar_stats_of(last_metrics: dict[str, Any]) -> dict[str, dict[str, ScalarS
                 last=last, last_iteration=int(item.get("iter") or 0),
             )  # fmt: skip
     return stats
+
+
+#: ClearML's log levels (``events.add_batch``'s ``level``) and Python's.
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+
+
+def report_event_docs(owner: str, events: Sequence[ReportEvent], model: bool) -> list[dict]:
+    """``events.add_batch`` lines of plots (``plot``) and text (``log``)."""
+    docs = []
+    for e in events:
+        doc: dict[str, Any] = {"task": owner, "iter": e.iteration}
+        if e.kind == "plot":
+            doc.update(type="plot", metric=e.metric, variant=e.variant,
+                       plot_str=str(e.body.get("plot_str", "")))  # fmt: skip
+        else:
+            level = int(e.body.get("level", 20))
+            name = max((n for n, v in _LEVELS.items() if v <= level), key=_LEVELS.__getitem__,
+                       default="debug")  # fmt: skip
+            doc.update(type="log", level=name, msg=str(e.body.get("msg", "")))
+        if e.timestamp is not None:
+            doc["timestamp"] = e.timestamp
+        if model:
+            doc["model_event"] = True
+        docs.append(doc)
+    return docs
+
+
+def report_events_of(docs: Iterable[Mapping[str, Any]]) -> list[ReportEvent]:
+    """``events.get_task_plots`` / ``get_task_log`` events as :class:`ReportEvent`."""
+    found = []
+    for d in docs:
+        if d.get("type") == "plot":
+            found.append(ReportEvent("plot", str(d.get("metric", "")), str(d.get("variant", "")),
+                                     int(d.get("iter") or 0), {"plot_str": d.get("plot_str", "")},
+                                     d.get("timestamp")))  # fmt: skip
+        elif d.get("type") == "log":
+            level = _LEVELS.get(str(d.get("level", "info")).lower(), 20)
+            found.append(ReportEvent("text", "", "", int(d.get("iter") or 0),
+                                     {"level": level, "msg": str(d.get("msg", ""))},
+                                     d.get("timestamp")))  # fmt: skip
+    return found

@@ -20,6 +20,7 @@ from modelbook.records import (
     ModelVersionRecord,
     ProjectRecord,
     PruneResult,
+    ReportEvent,
     ScalarEvent,
     ScalarStats,
     TaskRecord,
@@ -186,6 +187,18 @@ class Backend(ABC):
     ) -> list[ScalarEvent]:
         """A task's values (or, with ``model_id`` alone, a model's own), by metric, variant
         and iteration."""
+
+    @abstractmethod
+    def add_reports(
+        self, task_id: str | None, events: Sequence[ReportEvent], *, model_id: str | None = None
+    ) -> int:
+        """Keep a task's (or, ``task_id`` None, a model's) reported plots and text."""
+
+    @abstractmethod
+    def reports(
+        self, task_id: str | None, kind: str, *, model_id: str | None = None
+    ) -> list[ReportEvent]:
+        """A task's (or a model's) reports of ``kind`` ("plot" / "text"), oldest first."""
 
     @abstractmethod
     def last_scalars(self, task_id: str) -> dict[str, dict[str, ScalarStats]]:

@@ -37,6 +37,7 @@ from modelbook.records import (
     ModelVersionRecord,
     ProjectRecord,
     PruneResult,
+    ReportEvent,
     ScalarEvent,
     ScalarStats,
     TaskRecord,
@@ -49,6 +50,8 @@ from modelbook.wire import (
     metadata_items,
     model_record,
     project_record,
+    report_event_docs,
+    report_events_of,
     scalar_event_docs,
     scalar_events_of,
     scalar_stats_of,
@@ -427,6 +430,34 @@ class HttpBackend(Backend):
                 break
             body["scroll_id"] = page.get("scroll_id")
         return scalar_events_of(docs)
+
+    def add_reports(
+        self, task_id: str | None, events: Sequence[ReportEvent], *, model_id: str | None = None
+    ) -> int:
+        if not events:
+            return 0
+        docs = report_event_docs(task_id or model_id or "", events, model=task_id is None)
+        return int(self.client.call("events.add_batch", lines=docs).get("added") or 0)
+
+    def reports(
+        self, task_id: str | None, kind: str, *, model_id: str | None = None
+    ) -> list[ReportEvent]:
+        """Plots through ``events.get_task_plots`` pages; text (of tasks only: ClearML
+        keeps no model log) through ``events.get_task_log``."""
+        if kind == "text":
+            if task_id is None:
+                return []
+            body = {"task": task_id, "batch_size": 10000, "order": "asc"}
+            return report_events_of(self._call("events.get_task_log", body).get("events") or [])
+        body = {"task": task_id or model_id, "iters": 100000, "model_events": task_id is None}
+        docs: list[dict[str, Any]] = []
+        while True:
+            page = self._call("events.get_task_plots", body)
+            docs += page.get("plots") or []
+            if not page.get("returned") or len(docs) >= int(page.get("total") or 0):
+                break
+            body["scroll_id"] = page.get("scroll_id")
+        return report_events_of(docs)
 
     def last_scalars(self, task_id: str) -> dict[str, dict[str, ScalarStats]]:
         body = {"id": [task_id], "only_fields": ["id", "last_metrics"]}

@@ -195,7 +195,7 @@ class ExtraVerbs:
                     .values(task=None, last_update=now())
                 )  # fmt: skip
             conn.execute(sa.delete(tm).where(tm.c.task == task_id))
-            for table in (s.scalars, s.scalar_stats):
+            for table in (s.scalars, s.scalar_stats, s.reports):
                 conn.execute(sa.delete(table).where(table.c.task == task_id))
             conn.execute(sa.delete(s.tasks).where(s.tasks.c.id == task_id))
             if delete_objects:

@@ -166,6 +166,26 @@ scalars = sa.Table(
     sa.Index("ix_scalars_model_series", "model", "metric", "variant", "iteration"),
 )
 
+#: Reported plots and text (``modelbook.store.reports``): of a task, or (task NULL) a model.
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column(
+        "seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("task", sa.String(64)),
+    sa.Column("model", sa.String(64)),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("metric", sa.String(255), nullable=False),
+    sa.Column("variant", sa.String(255), nullable=False),
+    sa.Column("iteration", sa.BigInteger, nullable=False),
+    sa.Column("timestamp", sa.BigInteger, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Index("ix_reports_task_kind", "task", "kind"),
+    sa.Index("ix_reports_model_kind", "model", "kind"),
+)
+
 #: Per task and series, what ClearML's ``last_metrics`` shows, kept up to date as values
 #: arrive (as ClearML's server does: a value reported again counts again, and min / max
 #: never forget a replaced value).
@@ -251,9 +271,15 @@ def _v3_documents_and_scalars(conn: sa.Connection) -> None:
     scalar_stats.create(conn)
 
 
+def _v4_reports(conn: sa.Connection) -> None:
+    """Reported plots and text: the ``reports`` table."""
+    if not sa.inspect(conn).has_table("reports"):
+        reports.create(conn)
+
+
 #: The migrations, in order; index + 1 is the version each one brings the schema to.
 MIGRATIONS: list[Callable[[sa.Connection], None]] = [
-    _v1_initial, _v2_ownership, _v3_documents_and_scalars,
+    _v1_initial, _v2_ownership, _v3_documents_and_scalars, _v4_reports,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -37,6 +37,7 @@ from modelbook.store.engine import make_engine, new_id, now, utc
 from modelbook.store.extras import ExtraVerbs, drop_model, merge_document
 from modelbook.store.objects import ObjectVerbs
 from modelbook.store.query import order, where
+from modelbook.store.reports import ReportVerbs
 from modelbook.store.scalars import ScalarVerbs
 
 _MODEL_FIELDS = {
@@ -72,7 +73,7 @@ _TASK_FIELDS = {
 _FROZEN_WHEN_PUBLISHED = frozenset({"uri", "sha256", "size", "design", "labels"})
 
 
-class SqlStore(ObjectVerbs, ScalarVerbs, ExtraVerbs, Backend):
+class SqlStore(ObjectVerbs, ScalarVerbs, ReportVerbs, ExtraVerbs, Backend):
     """Projects, tasks and models in a SQL database.
 
     Args:

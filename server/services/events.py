@@ -1,16 +1,20 @@
-"""``events.*``: reported scalars are kept and read back; other events are only counted.
+"""``events.*``: reported scalars, plots and console logs are kept and read back; vectors
+and debug images are only counted.
 
 * ``events.add_batch`` / ``events.add`` store ``training_stats_scalar`` events (of tasks, or
   with ``model_event`` of models) through the store's scalar verbs
   (:mod:`modelbook.store.scalars`). An event of an unknown task, or of a published one without
   ``allow_locked``, is an error counted in ``errors_info`` (as on ClearML; a batch where
   nothing was added is refused with 400/131); a malformed field is a 400 naming it.
-  Console logs, plots, vectors and debug images are counted as added and not kept.
+  ``plot`` and ``log`` events are kept as the store's reports (:mod:`modelbook.store.reports`);
+  vectors and debug images are counted as added and not kept.
 * ``events.scalar_metrics_iter_histogram``: ``{metric: {variant: {name, x, y}}}``; a series
   longer than ``samples`` (default 2000, at most 6000) is averaged over equal x intervals,
   as ClearML's server does.
 * ``events.get_task_events``: the stored scalar events, paged by ``scroll_id`` (no other
   event type is kept: those pages are empty).
+* ``events.get_task_plots`` (``scroll_id`` paging, ``iters``: the newest that many
+  iterations) and ``events.get_task_log`` (``batch_size``, ``order``).
 * ``events.get_task_latest_scalar_values``, ``events.delete_for_task``.
 """
 
@@ -22,7 +26,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from modelbook.errors import NotFoundError
-from modelbook.records import ScalarEvent
+from modelbook.records import ReportEvent, ScalarEvent
 from modelbook.server.envelope import VALIDATION_ERROR, ApiError
 from modelbook.server.services.call import Call, Handler
 from modelbook.server.taskdoc import invalid
@@ -38,6 +42,9 @@ INVALID_SCROLL_ID = (400, 1104)
 _LONG = 2**63
 _SCROLL_RE = re.compile(r"^mb-(\d{1,12})$")
 _LOCKED = ("published",)
+#: ClearML's log levels (``events.add_batch``'s ``level``) as Python's.
+LOG_LEVELS = {"notset": 0, "debug": 10, "verbose": 10, "info": 20, "warn": 30, "warning": 30,
+              "error": 40, "fatal": 50, "critical": 50}  # fmt: skip
 
 
 def _events(call: Call) -> list[Any]:
@@ -92,15 +99,53 @@ def _writable(call: Call, owner: str, model_event: bool, allow_locked: bool) -> 
         return False
 
 
+def _report(index: int, event: dict[str, Any]) -> tuple[str, bool, ReportEvent]:
+    """(owner id, model event?, the report) of a ``plot`` or ``log`` event."""
+    where = f"events[{index}]"
+    model_event = bool(event.get("model_event"))
+    owner = event.get("model") if model_event and event.get("model") else event.get("task")
+    if not isinstance(owner, str) or not owner:
+        raise invalid(f"{where}.task", "a task id (a model id with model_event)", owner)
+    iteration = _integer(f"{where}.iter", event.get("iter") or 0)
+    stamp = event.get("timestamp", event.get("ts"))
+    timestamp = None if stamp is None else _integer(f"{where}.timestamp", stamp)
+    if event.get("type") == "plot":
+        names = {}
+        for name in ("metric", "variant"):
+            text = event.get(name) or ""
+            if not isinstance(text, str) or len(text) > MAX_NAME:
+                raise invalid(f"{where}.{name}", f"a string of at most {MAX_NAME} characters", text)
+            names[name] = text
+        plot = event.get("plot_str")
+        if not isinstance(plot, str):
+            raise invalid(f"{where}.plot_str", "the plot as a JSON string", plot)
+        body = {"plot_str": plot}
+        report = ReportEvent("plot", names["metric"], names["variant"], iteration, body, timestamp)
+        return owner, model_event, report
+    level, msg = event.get("level") or "info", event.get("msg")
+    if not isinstance(level, str) or level.lower() not in LOG_LEVELS:
+        raise invalid(f"{where}.level", f"one of {sorted(LOG_LEVELS)}", level)
+    if not isinstance(msg, str):
+        raise invalid(f"{where}.msg", "a string", msg)
+    line: dict[str, Any] = {"level": LOG_LEVELS[level.lower()], "msg": msg}
+    return owner, model_event, ReportEvent("text", "", "", iteration, line, timestamp)
+
+
 def add_batch(call: Call) -> dict[str, Any]:
-    """Store the batch's scalar events; count the others."""
+    """Store the batch's scalars, plots and console logs; count the others."""
     added, errors = 0, {}  # type: int, dict[str, int]
     batches: dict[tuple[str, bool], list[ScalarEvent]] = {}
+    reports: dict[tuple[str, bool], list[ReportEvent]] = {}
     locks: dict[tuple[str, bool], bool] = {}
     for index, event in enumerate(_events(call)):
         if not isinstance(event, dict):
             raise invalid(f"events[{index}]", "an event object", event)
         kind = str(event.get("type") or "").replace(" ", "_")
+        if kind in ("plot", "log"):
+            owner, model_event, report = _report(index, event)
+            reports.setdefault((owner, model_event), []).append(report)
+            locks[(owner, model_event)] = bool(event.get("allow_locked"))
+            continue
         if kind != SCALAR:
             if kind and kind not in EVENT_TYPES:
                 message = f"Invalid event type {kind}"
@@ -119,6 +164,14 @@ def add_batch(call: Call) -> dict[str, Any]:
             added += call.store.add_model_scalars(owner, scalars)
         else:
             added += call.store.add_scalars(owner, scalars)
+    for (owner, model_event), found in reports.items():
+        if not _writable(call, owner, model_event, locks[(owner, model_event)]):
+            message = f"Invalid {'model' if model_event else 'task'} id {owner}"
+            errors[message] = errors.get(message, 0) + len(found)
+        elif model_event:
+            added += call.store.add_reports(None, found, model_id=owner)
+        else:
+            added += call.store.add_reports(owner, found)
     if errors and not added:
         raise ApiError.of(EVENTS_NOT_ADDED, f"events not added: {errors}", errors=errors)
     return {"added": added, "errors": sum(errors.values()), "errors_info": errors}
@@ -196,6 +249,17 @@ def scalar_metrics_iter_histogram(call: Call) -> dict[str, Any]:
     return result
 
 
+def _scroll_offset(call: Call) -> int:
+    """Where the page of ``scroll_id`` (``mb-<offset>``) starts."""
+    scroll_id = call.string("scroll_id")
+    if not scroll_id:
+        return 0
+    found = _SCROLL_RE.match(scroll_id)
+    if not found:
+        raise ApiError.of(INVALID_SCROLL_ID, f"invalid scroll id {scroll_id[:80]!r}")
+    return int(found[1])
+
+
 def get_task_events(call: Call) -> dict[str, Any]:
     """Scalar events, ordered by iteration (``order`` asc or desc), ``batch_size`` a page."""
     owner, events = _owner_events(call)
@@ -208,13 +272,7 @@ def get_task_events(call: Call) -> dict[str, Any]:
     events = _selected(events, _wanted(call))
     events.sort(key=lambda e: (e.iteration, e.timestamp or 0, e.metric, e.variant),
                 reverse=call.string("order") == "desc")  # fmt: skip
-    offset = 0
-    scroll_id = call.string("scroll_id")
-    if scroll_id:
-        found = _SCROLL_RE.match(scroll_id)
-        if not found:
-            raise ApiError.of(INVALID_SCROLL_ID, f"invalid scroll id {scroll_id[:80]!r}")
-        offset = int(found[1])
+    offset = _scroll_offset(call)
     size = call.integer("batch_size") or 500
     if size < 1:
         raise invalid("batch_size", "a positive integer", size)
@@ -237,11 +295,58 @@ def get_task_latest_scalar_values(call: Call) -> dict[str, Any]:
             "status": task.status, "last_timestamp": max(stamps, default=0)}  # fmt: skip
 
 
+def get_task_plots(call: Call) -> dict[str, Any]:
+    """``{plots: [plot events], returned, total, scroll_id}`` of a task (or with
+    ``model_events`` a model), oldest first; ``iters``: only the newest that many iterations."""
+    owner = call.string("task", required=True) or ""
+    if call.boolean("model_events", False):
+        call.store.get_model(owner)
+        found = call.store.reports(None, "plot", model_id=owner)
+    else:
+        call.store.get_task(owner)
+        found = call.store.reports(owner, "plot")
+    iters = call.integer("iters")
+    if iters is not None and iters > 0:
+        newest = sorted({r.iteration for r in found})[-iters:]
+        found = [r for r in found if r.iteration in newest]
+    offset = _scroll_offset(call)
+    page = found[offset : offset + 500]
+    plots = [{"type": "plot", "task": owner, "iter": r.iteration, "metric": r.metric,
+              "variant": r.variant, "plot_str": r.body.get("plot_str", ""),
+              "timestamp": r.timestamp} for r in page]  # fmt: skip
+    return {"plots": plots, "returned": len(plots), "total": len(found),
+            "scroll_id": f"mb-{offset + len(plots)}"}  # fmt: skip
+
+
+def get_task_log(call: Call) -> dict[str, Any]:
+    """``{events: [log events], returned, total}``: ``batch_size`` lines of a task's console
+    log, the newest (``navigate_earlier``, the default) or the oldest, in ``order`` (default:
+    newest first when navigating earlier, else oldest first)."""
+    task = call.store.get_task(call.string("task", required=True) or "")
+    found = call.store.reports(task.id, "text")
+    size = call.integer("batch_size") or 500
+    if size < 1:
+        raise invalid("batch_size", "a positive integer", size)
+    order = call.string("order")
+    if order not in (None, "asc", "desc"):
+        raise invalid("order", "'asc' or 'desc'", order)
+    earlier = call.boolean("navigate_earlier", True)
+    names = {v: k for k, v in LOG_LEVELS.items()}
+    page = found[-size:] if earlier else found[:size]
+    if (order or ("desc" if earlier else "asc")) == "desc":
+        page = page[::-1]
+    events = [{"type": "log", "task": task.id, "iter": r.iteration, "timestamp": r.timestamp,
+               "level": names.get(int(r.body.get("level", 20)), "info"),
+               "msg": r.body.get("msg", "")} for r in page]  # fmt: skip
+    return {"events": events, "returned": len(events), "total": len(found)}
+
+
 def delete_for_task(call: Call) -> dict[str, Any]:
     task = call.store.get_task(call.string("task", required=True) or "")
     if task.status in _LOCKED and not call.boolean("allow_locked", False):
         raise ApiError.of(VALIDATION_ERROR, f"task {task.id} is published: pass allow_locked")
-    return {"deleted": call.store.delete_scalars(task.id) > 0}
+    deleted = call.store.delete_scalars(task.id) + call.store.delete_reports(task.id)
+    return {"deleted": deleted > 0}
 
 
 ENDPOINTS: dict[str, Handler] = {
@@ -250,5 +355,7 @@ ENDPOINTS: dict[str, Handler] = {
     "events.scalar_metrics_iter_histogram": scalar_metrics_iter_histogram,
     "events.get_task_events": get_task_events,
     "events.get_task_latest_scalar_values": get_task_latest_scalar_values,
+    "events.get_task_plots": get_task_plots,
+    "events.get_task_log": get_task_log,
     "events.delete_for_task": delete_for_task,
 }

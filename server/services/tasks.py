@@ -281,6 +281,7 @@ def reset(call: Call) -> dict[str, Any]:
     if strict or call.context.get("clearml_client"):
         task = _task(call)
         call.store.delete_scalars(task.id)
+        call.store.delete_reports(task.id)
         execution = dict(task.document.get("execution") or {})
         execution.pop("queue", None)
         execution["artifacts"] = [a for a in execution.get("artifacts") or []

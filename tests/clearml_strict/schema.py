@@ -36,7 +36,10 @@ def form(endpoint: str, version: str) -> dict[str, Any] | None:
     at = spec["at"].get(version) if spec else None
     if at is None:
         return None
-    return spec if at == spec["versions"][-1] else spec["older"][at]  # type: ignore[index]
+    if at == spec["versions"][-1]:  # type: ignore[index]
+        return spec
+    # an older form the reference does not record (events.get_task_log 2.9): the newest
+    return spec.get("older", {}).get(at, spec)  # type: ignore[union-attr]
 
 
 def problems(value: Any, kind: Any, where: str) -> list[str]:

@@ -167,3 +167,22 @@ def test_model_remove_needs_force_for_published_and_used_models(
         assert Model(model.id).name  # still there
         assert Model.remove(model.id, force=True)
         assert not Model.query_models(project_name="fidelity", model_name=name)
+
+
+def test_labels_follow_update_labels_and_bad_destinations_are_value_errors(
+    tmp_path: Path,
+) -> None:
+    task = Task.init(project_name="fidelity", task_name="labels")
+    first = OutputModel(task=task, label_enumeration={"a": 1})
+    first.update_labels({"a": 1, "b": 2})
+    assert task.get_labels_enumeration() == {"a": 1, "b": 2}
+    assert OutputModel(task=task).labels == {"a": 1, "b": 2}  # the next model: the new ones
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    task.close()
+    with pytest.raises(ValueError, match="Could not set destination uri"):
+        Task.init(project_name="fidelity", task_name="dest", output_uri=str(blocked / "x"))
+    package = OutputModel(task=Task.init(project_name="fidelity", task_name="pkg"), name="pkg")
+    package.set_metadata("k", "v")
+    with pytest.raises(ValueError, match="Model is not packaged"):
+        Model(package.id).get_weights_package(raise_on_error=True)

@@ -3,6 +3,8 @@ kept by every backend, read back the way ClearML reads them, and spooled while o
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 
 import pytest
@@ -23,11 +25,13 @@ def test_reported_values_read_back(registry: str) -> None:
     logger.report_scalar("loss", "train", 0.45, iteration=2)  # reported again: replaces
     logger.report_scalar("loss", "train", math.nan, iteration=3)  # not finite: skipped
     logger.report_single_value("test_accuracy", 0.81)
-    logger.report_histogram("weights", "layer1", values=[1, 2, 3], iteration=0)  # not kept
-    logger.report_text("epoch done")
+    logger.report_histogram("weights", "layer1", values=[1, 2, 3], iteration=0)
+    logger.report_text("epoch %d done", logging.INFO, True, 1)
     model = OutputModel(task=task, name="reported")
     model.report_scalar("calibration", "ece", 0.03, iteration=1)
     model.report_single_value("params", 1234)
+    model.report_confusion_matrix("confusion", "val", [[5, 1], [2, 7]], iteration=1,
+                                  xlabels=["cat", "dog"])  # fmt: skip
     assert task.flush()
 
     again = Task.get_task(task_id=task.id)
@@ -42,7 +46,38 @@ def test_reported_values_read_back(registry: str) -> None:
     stored = Model(model.id)
     assert stored.get_reported_scalars() == {"calibration": {"ece": {"x": [1], "y": [0.03]}}}
     assert stored.get_reported_single_values() == {"params": 1234.0}
+    (plot,) = again.get_reported_plots()
+    assert (plot["metric"], plot["variant"], plot["iter"]) == ("weights", "layer1", 0)
+    assert json.loads(plot["plot_str"])["data"] == [
+        {"type": "bar", "name": "layer1", "x": [0, 1, 2], "y": [1, 2, 3]}
+    ]
+    (matrix,) = stored.get_reported_plots()
+    assert json.loads(matrix["plot_str"])["data"][0] == {
+        "type": "heatmap", "name": "val", "z": [[5, 1], [2, 7]], "x": ["cat", "dog"]
+    }
+    assert again.get_reported_console_output() == ["epoch 1 done"]
     task.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "trace"),
+    [("report_vector", {"values": [[1, 2], [3, 4]], "labels": ["a", "b"]}, "bar"),
+     ("report_scatter2d", {"scatter": [[0, 1], [1, 3]], "mode": "markers"}, "scatter"),
+     ("report_scatter3d", {"scatter": [[0, 1, 2]]}, "scatter3d"),
+     ("report_matrix", {"matrix": [[1, 0], [0, 1]]}, "heatmap"),
+     ("report_surface", {"matrix": [[1, 0], [0, 1]]}, "surface"),
+     ("report_table", {"table_plot": [["k", "v"], ["lr", 0.1]]}, "table")],
+)  # fmt: skip
+def test_every_plot_kind_is_kept_as_a_plotly_figure(method: str, args: dict, trace: str) -> None:
+    np = pytest.importorskip("numpy")
+    task = Task.init(project_name="reports", task_name="plots")
+    arrays = {k: np.array(v, dtype=object if k == "table_plot" else None)
+              if isinstance(v, list) else v for k, v in args.items()}  # fmt: skip
+    getattr(task.get_logger(), method)("title", "series", iteration=4, **arrays)
+    (plot,) = task.get_reported_plots()
+    figure = json.loads(plot["plot_str"])
+    assert figure["data"][0]["type"] == trace and figure["layout"]["title"] == "title"
+    assert plot["iter"] == 4
 
 
 def test_bad_reports_are_clear_errors() -> None:

@@ -96,6 +96,8 @@ def test_registers_each_improvement_with_metadata_and_loadable_weights(registry)
     assert len(registered.versions) == len(wanted) >= 2
     every_version_reads_back(registered)
     assert (registered.framework, registered.labels) == ("Keras", {"y": 0})
+    curve = Task.get_task(task_id=registered.task).get_reported_scalars()["val_loss"]
+    assert curve["val_loss"]["y"] == pytest.approx(val_losses(recorder))  # each epoch's
     steps_per_epoch = 3  # 48 training samples, batches of 16
     for version, seen in zip(registered.versions, wanted, strict=True):
         m = meta(version)

@@ -120,6 +120,8 @@ def test_registers_each_improvement_with_metadata_and_loadable_weights(tmp_path,
     assert len(registered.versions) == len(wanted) >= 2
     every_version_reads_back(registered)
     assert registered.labels == {"negative": 0, "positive": 1}  # from config.id2label
+    curve = Task.get_task(task_id=registered.task).get_reported_scalars()["eval_loss"]
+    assert curve["eval_loss"]["y"] == pytest.approx(losses)  # each evaluation's
     assert "package" in registered.system_tags
     for version, seen in zip(registered.versions, wanted, strict=True):
         m = meta(version)

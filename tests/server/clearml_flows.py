@@ -126,6 +126,8 @@ def records(work: str, weights: str) -> None:
     for i, value in enumerate([0.9, 0.4, 0.6, 0.2]):
         logger.report_scalar("loss", "train", value, iteration=i)
         logger.report_scalar("loss", "val", value + 1, iteration=i)
+    logger.report_histogram("weights", "layer1", values=[3, 1, 2], iteration=3)
+    logger.report_text("training done")
     model = OutputModel(task=task, name="best", framework="PyTorch")
     model.update_weights(weights, iteration=3)
     task.flush(wait_for_uploads=True)
@@ -148,6 +150,9 @@ def read_back(task_id: str) -> None:
         "blob": Path(task.artifacts["blob"].get_local_copy()).read_bytes().hex(),
         "scalars": task.get_reported_scalars(),
         "last": task.get_last_scalar_metrics(),
+        "plots": [{k: p[k] for k in ("metric", "variant", "iter", "plot_str")}
+                  for p in task.get_reported_plots()],
+        "console": task.get_reported_console_output(number_of_reports=10),
         "entry_point": task.data.script.entry_point,
         "requirements": bool(task.data.script.requirements.get("pip")),
         "runtime": task.data.runtime,

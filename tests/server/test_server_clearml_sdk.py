@@ -259,6 +259,22 @@ def test_reported_scalars_and_last_metrics_read_back(records, api) -> None:
     assert series["min_value_iteration"] == 3 and series["max_value_iteration"] == 0
 
 
+def test_what_the_sdk_reported_reads_the_same_through_modelbook(
+    records, modelbook_on_server
+) -> None:
+    task = modelbook_on_server.Task.get_task(task_id=records["task"])
+    sdk_view = {m: {v: {"x": s["x"], "y": s["y"]} for v, s in series.items()}
+                for m, series in records["scalars"].items()}  # fmt: skip
+    assert task.get_reported_scalars() == sdk_view
+    assert task.get_last_scalar_metrics() == records["last"]
+    ours = [{k: p[k] for k in ("metric", "variant", "iter", "plot_str")}
+            for p in task.get_reported_plots()]  # fmt: skip
+    assert ours == records["plots"] and len(ours) == 1
+    assert json.loads(ours[0]["plot_str"])["data"][0]["y"] == [3, 1, 2]
+    assert "training done" in " ".join(records["console"])
+    assert any("training done" in line for line in task.get_reported_console_output(50))
+
+
 def test_clone_copies_the_task_but_not_its_outputs(records, backend) -> None:
     clone = records["clone"]
     assert clone["name"] == "cloned" and clone["status"] == "created"
