@@ -8,6 +8,8 @@ from typing import Any, overload
 
 import sqlalchemy as sa
 
+from modelbook.store.patterns import register_sqlite_regexp
+
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
@@ -40,6 +42,7 @@ def make_engine(url: str) -> sa.Engine:
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=60000"):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
+        register_sqlite_regexp(dbapi_conn)  # client patterns: linear time (patterns.py)
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:

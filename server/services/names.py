@@ -2,17 +2,20 @@
 
 ClearML clients look names up with ``^<re.escape(name)>$``. Such a pattern is turned back
 into the literal, so the store compares names exactly (an index lookup) instead of
-scanning with a regular expression.
+scanning with a regular expression. Any other pattern must compile with RE2 (linear-time
+matching: a pattern cannot make a request run for minutes).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
+from modelbook.errors import InvalidArgumentError
 from modelbook.server.envelope import ApiError
+from modelbook.store.patterns import compile_pattern
 
 INVALID_REGEX = (400, 21)
-MAX_PATTERN = 1024
 
 
 def anchored_literal(pattern: str) -> str | None:
@@ -32,18 +35,23 @@ def anchored_literal(pattern: str) -> str | None:
 
 
 def check_pattern(pattern: str) -> str:
-    """A regular expression safe to hand to the store.
+    """A regular expression safe to hand to the store: RE2 can match it in linear time
+    (:mod:`modelbook.store.patterns`).
 
     Raises:
-        ApiError: 400/21 for a malformed or overly long pattern.
+        ApiError: 400/21 for a malformed, overly long or unsupported pattern.
     """
-    if len(pattern) > MAX_PATTERN:
-        raise ApiError.of(INVALID_REGEX, f"name pattern longer than {MAX_PATTERN} characters")
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ApiError.of(INVALID_REGEX, f"malformed regular expression: {exc}") from None
+        compile_pattern(pattern)
+    except InvalidArgumentError as exc:
+        raise ApiError.of(INVALID_REGEX, str(exc)) from None
     return pattern
+
+
+def name_search(pattern: str) -> Callable[[str], bool]:
+    """A checked pattern (:func:`check_pattern`) as a test of a name."""
+    matcher = compile_pattern(pattern)
+    return lambda name: matcher.search(name) is not None
 
 
 def name_matcher(pattern: str | None) -> tuple[str | None, str | None]:

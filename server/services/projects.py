@@ -7,7 +7,6 @@ have) and sets its description, tags, system tags and default output destination
 
 from __future__ import annotations
 
-import re
 from functools import partial
 from typing import Any
 
@@ -15,7 +14,7 @@ from modelbook.errors import InvalidArgumentError
 from modelbook.records import ProjectRecord
 from modelbook.server.envelope import INVALID_PROJECT_ID, ApiError
 from modelbook.server.services.call import Call, Handler
-from modelbook.server.services.names import name_matcher
+from modelbook.server.services.names import name_matcher, name_search
 from modelbook.server.wire import project_fields
 from modelbook.wire import project_doc
 
@@ -43,8 +42,8 @@ def get_all(call: Call) -> dict[str, Any]:
     if exact is not None:
         projects = [p for p in projects if p.name == exact]
     elif pattern is not None:
-        regex = re.compile(pattern)
-        projects = [p for p in projects if regex.search(p.name)]
+        matches = name_search(pattern)
+        projects = [p for p in projects if matches(p.name)]
     if ids is not None:
         projects = [p for p in projects if p.id in ids]
     docs = [document(p) for p in projects]

@@ -18,7 +18,6 @@ The configuration sections, artifacts and requirements have their own endpoints 
 from __future__ import annotations
 
 import contextlib
-import re
 from functools import partial
 from typing import Any
 
@@ -31,7 +30,7 @@ from modelbook.server.envelope import (
     ApiError,
 )
 from modelbook.server.services.call import Call, Handler
-from modelbook.server.services.names import name_matcher
+from modelbook.server.services.names import name_matcher, name_search
 from modelbook.server.services.projects import get_project, sort_key
 from modelbook.server.wire import project_fields
 from modelbook.store.tagfilter import parse_tag_filter
@@ -177,8 +176,8 @@ def _candidates(call: Call) -> list[TaskRecord]:
         if exact is not None:
             tasks = [t for t in tasks if t.name == exact]
         elif pattern is not None:
-            matcher = re.compile(pattern)
-            tasks = [t for t in tasks if matcher.search(t.name)]
+            matches = name_search(pattern)
+            tasks = [t for t in tasks if matches(t.name)]
     for name in ("tags", "system_tags"):
         terms = call.get(name)
         if terms:

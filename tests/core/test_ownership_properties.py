@@ -270,7 +270,7 @@ class OwnershipMachine(RuleBasedStateMachine):
     @rule(which=st.integers(0, 5), delete=st.booleans())
     def remove(self, which: int, delete: bool) -> None:
         model_id, expected = self._pick(which)
-        assert Model.remove(model_id, delete_weights_file=delete, raise_on_errors=True)
+        assert Model.remove(model_id, delete_weights_file=delete, force=True, raise_on_errors=True)
         del self.models[model_id]
         slot = expected.slot
         if slot is not None and slot in self.handles and self.handles[slot].id == model_id:
