@@ -422,14 +422,7 @@ class HttpBackend(Backend):
             raise InvalidArgumentError("pass either a task id or model_id=, not both or neither")
         body: dict[str, Any] = {"task": task_id or model_id, "event_type": SCALAR_EVENT,
                                 "batch_size": 5000, "model_events": model_id is not None}
-        docs: list[dict[str, Any]] = []
-        while True:
-            page = self._call("events.get_task_events", body)
-            docs += page.get("events") or []
-            if not page.get("returned") or len(docs) >= int(page.get("total") or 0):
-                break
-            body["scroll_id"] = page.get("scroll_id")
-        return scalar_events_of(docs)
+        return scalar_events_of(self._pages("events.get_task_events", body, "events"))
 
     def add_reports(
         self, task_id: str | None, events: Sequence[ReportEvent], *, model_id: str | None = None
@@ -450,14 +443,17 @@ class HttpBackend(Backend):
             body = {"task": task_id, "batch_size": 10000, "order": "asc"}
             return report_events_of(self._call("events.get_task_log", body).get("events") or [])
         body = {"task": task_id or model_id, "iters": 100000, "model_events": task_id is None}
+        return report_events_of(self._pages("events.get_task_plots", body, "plots"))
+
+    def _pages(self, endpoint: str, body: dict[str, Any], key: str) -> list[dict[str, Any]]:
+        """Every item of a ``scroll_id``-paged ``events.*`` answer."""
         docs: list[dict[str, Any]] = []
         while True:
-            page = self._call("events.get_task_plots", body)
-            docs += page.get("plots") or []
+            page = self._call(endpoint, body)
+            docs += page.get(key) or []
             if not page.get("returned") or len(docs) >= int(page.get("total") or 0):
-                break
-            body["scroll_id"] = page.get("scroll_id")
-        return report_events_of(docs)
+                return docs
+            body = {**body, "scroll_id": page.get("scroll_id")}
 
     def last_scalars(self, task_id: str) -> dict[str, dict[str, ScalarStats]]:
         body = {"id": [task_id], "only_fields": ["id", "last_metrics"]}

@@ -66,25 +66,37 @@ def _integer(where: str, value: Any) -> int:
     return value
 
 
-def _scalar(index: int, event: dict[str, Any]) -> tuple[str, bool, ScalarEvent]:
-    """(owner id, model event?, the event) of a ``training_stats_scalar`` event."""
+def _common(index: int, event: dict[str, Any]) -> tuple[str, str, bool, int, int | None]:
+    """(where, owner id, model event?, iteration, timestamp) of any event."""
     where = f"events[{index}]"
     model_event = bool(event.get("model_event"))
     owner = event.get("model") if model_event and event.get("model") else event.get("task")
     if not isinstance(owner, str) or not owner:
         raise invalid(f"{where}.task", "a task id (a model id with model_event)", owner)
+    iteration = _integer(f"{where}.iter", event.get("iter") or 0)
+    stamp = event.get("timestamp", event.get("ts"))
+    timestamp = None if stamp is None else _integer(f"{where}.timestamp", stamp)
+    return where, owner, model_event, iteration, timestamp
+
+
+def _names(where: str, event: dict[str, Any]) -> dict[str, str]:
+    """The event's ``metric`` and ``variant``, checked."""
     names = {}
     for name in ("metric", "variant"):
         text = event.get(name) or ""
         if not isinstance(text, str) or len(text) > MAX_NAME:
             raise invalid(f"{where}.{name}", f"a string of at most {MAX_NAME} characters", text)
         names[name] = text
+    return names
+
+
+def _scalar(index: int, event: dict[str, Any]) -> tuple[str, bool, ScalarEvent]:
+    """(owner id, model event?, the event) of a ``training_stats_scalar`` event."""
+    where, owner, model_event, iteration, timestamp = _common(index, event)
+    names = _names(where, event)
     value = event.get("value", event.get("values"))
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise invalid(f"{where}.value", "a finite number", value)
-    iteration = _integer(f"{where}.iter", event.get("iter") or 0)
-    stamp = event.get("timestamp", event.get("ts"))
-    timestamp = None if stamp is None else _integer(f"{where}.timestamp", stamp)
     return owner, model_event, ScalarEvent(names["metric"], names["variant"], iteration,
                                            float(value), timestamp)  # fmt: skip
 
@@ -101,21 +113,9 @@ def _writable(call: Call, owner: str, model_event: bool, allow_locked: bool) -> 
 
 def _report(index: int, event: dict[str, Any]) -> tuple[str, bool, ReportEvent]:
     """(owner id, model event?, the report) of a ``plot`` or ``log`` event."""
-    where = f"events[{index}]"
-    model_event = bool(event.get("model_event"))
-    owner = event.get("model") if model_event and event.get("model") else event.get("task")
-    if not isinstance(owner, str) or not owner:
-        raise invalid(f"{where}.task", "a task id (a model id with model_event)", owner)
-    iteration = _integer(f"{where}.iter", event.get("iter") or 0)
-    stamp = event.get("timestamp", event.get("ts"))
-    timestamp = None if stamp is None else _integer(f"{where}.timestamp", stamp)
+    where, owner, model_event, iteration, timestamp = _common(index, event)
     if event.get("type") == "plot":
-        names = {}
-        for name in ("metric", "variant"):
-            text = event.get(name) or ""
-            if not isinstance(text, str) or len(text) > MAX_NAME:
-                raise invalid(f"{where}.{name}", f"a string of at most {MAX_NAME} characters", text)
-            names[name] = text
+        names = _names(where, event)
         plot = event.get("plot_str")
         if not isinstance(plot, str):
             raise invalid(f"{where}.plot_str", "the plot as a JSON string", plot)
