@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ls.add_argument("--published", action="store_true", help="only published models")
     ls.add_argument("--archived", action="store_true", help="include archived models")
-    ls.add_argument("-n", type=int, default=50, help="at most N models (default 50)")
+    ls.add_argument("-n", type=_non_negative, default=50, help="at most N models (default 50)")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=_models_ls)
     show = verbs.add_parser("show", help="show one model with its versions")

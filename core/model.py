@@ -438,7 +438,9 @@ class Model(BaseModel):
             if project is None:
                 raise ProjectNotFoundError(project_name, [p.name for p in backend.list_projects()])
             projects = [project.id]
-        if max_results is not None and (not isinstance(max_results, int) or max_results < 0):
+        if max_results is not None and (
+            not isinstance(max_results, int) or isinstance(max_results, bool) or max_results < 0
+        ):
             raise InvalidArgumentError(
                 f"max_results must be a non-negative int, got {max_results!r}"
             )

@@ -149,6 +149,7 @@ class Task(_ModelEntries, TaskReports):
                     )
                 return current
             task_type = cls._task_type(task_type)
+            config.upload_timeout()  # a bad MODELBOOK_UPLOAD_TIMEOUT is said now, not at close
             backend = config.get_backend()
             project_name = validate.name(
                 "Untitled" if project_name is None else project_name, "project_name"

@@ -3,35 +3,65 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from modelbook.errors import InvalidArgumentError, StorageError, WeightsFileNotFoundError
 
+#: The longest name or tag a registry keeps (the schema's column width, PostgreSQL's too).
+MAX_NAME = 1024
+
+
+def _text_problem(value: str) -> str | None:
+    """Why a name or tag cannot be stored as is, or None."""
+    if len(value) > MAX_NAME:
+        return f"it has {len(value)} characters; at most {MAX_NAME} are kept"
+    bad = next((i for i, c in enumerate(value) if unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        return f"it holds the control character {value[bad]!r} at position {bad}"
+    return None
+
 
 def name(value: Any, what: str = "name") -> str:
+    """A name: a non-empty string of at most :data:`MAX_NAME` characters, none of them
+    control characters (a NUL, a newline), which PostgreSQL or the UI cannot keep."""
     if not isinstance(value, str) or not value.strip():
-        raise InvalidArgumentError(f"{what} must be a non-empty string, got {value!r}")
+        raise InvalidArgumentError(f"{what} must be a non-empty string, got {value!r:.80}")
+    problem = _text_problem(value)
+    if problem:
+        raise InvalidArgumentError(f"{what} {value[:40]!r}...: {problem}" if len(value) > 40
+                                   else f"{what} {value!r}: {problem}")  # fmt: skip
     return value
 
 
 def tags(value: Any, what: str = "tags", allow_none_terms: bool = False) -> list[Any]:
-    """A list of strings (``None`` terms too, for tag filters)."""
+    """A list of non-empty strings (``None`` terms too, for tag filters)."""
     if value is None:
         return []
     if isinstance(value, str):
         raise InvalidArgumentError(
             f"{what} must be a list of strings, got the string {value!r}; did you mean [{value!r}]?"
         )
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        raise InvalidArgumentError(
+            f"{what} must be a list of strings, got {type(value).__name__} {value!r:.80}"
+        )
     items = list(value)
-    bad = [t for t in items if not (isinstance(t, str) or (allow_none_terms and t is None))]
+    bad = [t for t in items
+           if not (isinstance(t, str) and t) and not (allow_none_terms and t is None)]
     if bad:
         raise InvalidArgumentError(
-            f"{what} must be a list of strings, but {bad!r} "
-            f"{'is' if len(bad) == 1 else 'are'} not; got {items!r}"
+            f"{what} must be a list of non-empty strings, but {bad!r} "
+            f"{'is' if len(bad) == 1 else 'are'} not; got {items!r:.200}"
         )
+    for tag in items:
+        problem = _text_problem(tag) if isinstance(tag, str) else None
+        if problem:
+            raise InvalidArgumentError(f"tag {tag[:40]!r} in {what}: {problem}")
     return items
 
 
@@ -67,10 +97,31 @@ def config_text(text: str | None, config: Mapping[str, Any] | None) -> str | Non
     if config is not None:
         if not isinstance(config, Mapping):
             raise InvalidArgumentError(f"config_dict must be a dict, got {type(config).__name__}")
-        return json.dumps(config, indent=2, sort_keys=False, default=str)
+        _check_config(config, "config_dict")
+        return json.dumps(config, indent=2, sort_keys=False)
     if text is not None and not isinstance(text, str):
         raise InvalidArgumentError(f"config_text must be a string, got {type(text).__name__}")
     return text
+
+
+def _check_config(value: Any, where: str) -> None:
+    """``value`` round-trips through JSON: dicts with string keys, lists, strings, finite
+    numbers, booleans and None; else an error naming the first key that does not."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidArgumentError(f"{where} has the key {key!r}: keys must be strings")
+            _check_config(item, f"{where}[{key!r}]")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_config(item, f"{where}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidArgumentError(f"{where} is {value!r}: numbers must be finite")
+    elif not (value is None or isinstance(value, (str, bool, int, float))):
+        raise InvalidArgumentError(
+            f"{where} is a {type(value).__name__} ({value!r:.60}); accepted: strings, finite "
+            "numbers, booleans, None, and lists and dicts of them"
+        )
 
 
 def config_dict(text: str) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from modelbook.server.envelope import (
     envelope,
     from_modelbook_error,
 )
+from modelbook.server.limits import LoginLimiter
 from modelbook.server.services import ENDPOINTS, Call
 from modelbook.server.settings import ServerSettings
 from modelbook.server.tokens import API_VERSION, TokenService
@@ -73,6 +74,14 @@ def check_version(raw: str | None) -> str:
     return raw
 
 
+class TooManyLogins(Exception):
+    """Logins of an access key from an address are refused for ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Api:
     """Answers API calls on one store.
 
@@ -90,12 +99,14 @@ class Api:
         files: FilesServer | None = None,
     ) -> None:
         self.settings, self.store, self.tokens, self.files = settings, store, tokens, files
+        self.logins = LoginLimiter()
 
     async def handle(self, request: Request) -> Response:
         endpoint = request.path_params["endpoint"]
         requested = request.path_params.get("version") or API_VERSION
         actual = requested
         status, subcode, msg, error_data, data = 200, 0, "OK", None, {}
+        headers: dict[str, str] = {}
         try:
             actual = check_version(request.path_params.get("version"))
             if not _ENDPOINT_RE.match(endpoint):
@@ -109,8 +120,13 @@ class Api:
                 "clearml_client": request.headers.get("x-clearml-client"),
                 "stored": self.files.index if self.files else None,
                 "files": self.files,
+                "client": request.client.host if request.client else "",
             }
             data = await run_in_threadpool(self._process, endpoint, actual, payload, auth, context)
+        except TooManyLogins as exc:  # 429 on purpose: clients wait Retry-After, then retry
+            status, subcode, msg, data = 429, 0, str(exc), {}
+            headers["Retry-After"] = str(exc.retry_after)
+            log.warning("%s", msg)
         except ApiError as exc:
             status, subcode, msg, error_data = exc.status, exc.subcode, exc.msg, exc.error_data
             data = {}
@@ -122,7 +138,8 @@ class Api:
             status, subcode = GENERAL_ERROR
             msg, error_data, data = f"general server error (request {request_id})", None, {}
         body = envelope(endpoint, requested, actual, data, status, subcode, msg, error_data)
-        return Response(body, status_code=status, media_type="application/json")
+        return Response(body, status_code=status, media_type="application/json",
+                        headers=headers)  # fmt: skip
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.settings.max_request_size
@@ -154,6 +171,8 @@ class Api:
                 data = json.loads(body) if body.strip() else {}
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError.of(VALIDATION_ERROR, f"the request body is not JSON: {exc}") from None
+        except RecursionError:
+            raise ApiError.of(VALIDATION_ERROR, "the request body is nested too deeply") from None
         if isinstance(data, dict):
             for key in request.query_params:
                 values = request.query_params.getlist(key)
@@ -172,7 +191,7 @@ class Api:
     ) -> Any:
         """Authenticate and run one call (in a worker thread)."""
         if endpoint == LOGIN:
-            return self._login(auth, data)
+            return self._login(auth, data, str((context or {}).get("client") or ""))
         claims = {} if endpoint in dialect.OPEN else self._verify(auth)
         handler = ENDPOINTS.get(endpoint)
         if handler is None or (self.settings.clearml_strict and endpoint in dialect.EXTENSIONS):
@@ -202,7 +221,7 @@ class Api:
             raise ApiError.of(BAD_AUTH_TYPE, "send Authorization: Bearer <token from auth.login>")
         return self.tokens.verify(token.strip())
 
-    def _login(self, auth: str, data: Any) -> dict[str, Any]:
+    def _login(self, auth: str, data: Any, client: str = "") -> dict[str, Any]:
         scheme, _, encoded = auth.partition(" ")
         if not auth:
             raise ApiError.of(NO_CREDENTIALS, "missing credentials: use HTTP Basic auth")
@@ -216,9 +235,18 @@ class Api:
             sep = ""
         if not sep:
             raise ApiError.of(BAD_CREDENTIALS, "malformed Basic credentials")
+        pair = (access_key[:128], client)
+        wait = self.logins.retry_after(pair)
+        if wait is not None:
+            raise TooManyLogins(
+                f"too many failed logins of access key {access_key[:40]!r} from {client}; "
+                f"try again in {wait} s", wait,
+            )  # fmt: skip
         identity = credentials.verify_credentials(self.store, access_key, secret_key)
         if identity is None:
+            self.logins.failed(pair)
             raise ApiError.of(INVALID_CREDENTIALS, "invalid access key or secret key")
+        self.logins.succeeded(pair)
         ttl = None
         if isinstance(data, dict) and data.get("expiration_sec") not in (None, ""):
             try:

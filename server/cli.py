@@ -91,8 +91,12 @@ def add_server_commands(subparsers: Any) -> argparse.ArgumentParser:
     return server
 
 
+def _home(args: argparse.Namespace) -> Path:
+    return Path(args.home).expanduser().absolute() if args.home else default_home()
+
+
 def _paths(args: argparse.Namespace) -> tuple[str, Path]:
-    home = Path(args.home).expanduser().absolute() if args.home else default_home()
+    home = _home(args)
     db = normalize_db_url(args.db) if args.db else f"sqlite:///{home / 'registry.db'}"
     if db.startswith("sqlite:///"):
         Path(db[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
@@ -133,8 +137,9 @@ def run_server_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare_store(db: str, create_initial: bool, url: str) -> None:
-    """Migrate the store, make the signing key, and print first credentials if asked."""
+def _prepare_store(db: str, create_initial: bool, url: str, secret_file: Path) -> None:
+    """Migrate the store, make the signing key, and create first credentials if asked:
+    the secret goes to ``secret_file`` (readable by its owner only), never to the log."""
     from modelbook.server import credentials
     from modelbook.server.tokens import signing_key
 
@@ -143,18 +148,36 @@ def _prepare_store(db: str, create_initial: bool, url: str) -> None:
         signing_key(store)
         if create_initial and not credentials.has_credentials(store):
             cred = credentials.create_credentials(store)
+            secret_file.parent.mkdir(parents=True, exist_ok=True)
+            secret_file.unlink(missing_ok=True)
+            handle = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(handle, "w") as out:
+                out.write(
+                    f"access_key: {cred.access_key}\nsecret_key: {cred.secret_key}\n"
+                    f"# export CLEARML_API_HOST={url} CLEARML_FILES_HOST={url}/files\n"
+                    f"# export CLEARML_API_ACCESS_KEY={cred.access_key} "
+                    f"CLEARML_API_SECRET_KEY={cred.secret_key}\n"
+                )
             print(
-                "modelbook server: created the first API credentials; the secret is shown "
-                "only now (the server keeps its hash):\n"
-                f"  access_key: {cred.access_key}\n  secret_key: {cred.secret_key}\n"
-                "Point training machines at this server with:\n"
-                f"  export CLEARML_API_HOST={url} CLEARML_FILES_HOST={url}/files\n"
-                f"  export CLEARML_API_ACCESS_KEY={cred.access_key} "
-                "CLEARML_API_SECRET_KEY=<the secret above>",
+                f"modelbook server: created the first API credentials, access key "
+                f"{cred.access_key}; its secret is in {secret_file} (readable by you only; the "
+                "server keeps only its hash: delete the file once you have copied it)",
                 flush=True,
             )
     finally:
         store.close()
+
+
+def _sweep_partial_uploads(files_root: Path) -> None:
+    """Remove the partial uploads a crash left: at start no upload is running."""
+    from modelbook.server.files import TMP_DIR
+
+    leftovers = [p for p in (files_root / TMP_DIR).glob("*") if p.is_file()]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    if leftovers:
+        print(f"modelbook server: removed {len(leftovers)} partial upload(s) a crash left",
+              flush=True)  # fmt: skip
 
 
 def serve(args: argparse.Namespace, db: str, files_root: Path) -> int:
@@ -175,7 +198,8 @@ def serve(args: argparse.Namespace, db: str, files_root: Path) -> int:
         clearml_strict=args.clearml_strict,
     )
     files_root.mkdir(parents=True, exist_ok=True)
-    _prepare_store(db, not args.no_initial_credentials, url)
+    _sweep_partial_uploads(files_root)
+    _prepare_store(db, not args.no_initial_credentials, url, _home(args) / "initial-credentials")
     os.environ[SETTINGS_ENV] = settings.to_json()
     uvicorn.run(
         "modelbook.server.app:create_app_from_env",

@@ -28,6 +28,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
+#: The longest folder or file name kept (file systems allow 255 bytes; the index adds a suffix).
+MAX_SEGMENT = 240
+
+
 class UnsafePathError(ValueError):
     """A client path that could leave the files root or touch the server's own files."""
 
@@ -49,6 +53,10 @@ def _check_form(original: str, path: str) -> None:
             raise UnsafePathError(original, "it has an empty segment (absolute or '//')")
         if segment.startswith(RESERVED_PREFIX):
             raise UnsafePathError(original, f"names starting with {RESERVED_PREFIX!r} are reserved")
+        if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT:
+            raise UnsafePathError(
+                original, f"a folder or file name is longer than {MAX_SEGMENT} bytes"
+            )
 
 
 def relative_client_path(path: str) -> str:

@@ -10,6 +10,8 @@ from typing import Any
 from modelbook.server.envelope import MISSING_FIELDS, VALIDATION_ERROR, ApiError
 from modelbook.store.sql import SqlStore
 
+_LONG = 2**63
+
 
 @dataclass
 class Call:
@@ -57,11 +59,14 @@ class Call:
         return value
 
     def integer(self, name: str, default: int | None = None) -> int | None:
+        """A 64-bit integer (what the store's columns hold)."""
         value = self.get(name, default)
-        if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
-            return int(value)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise _type_error(name, "an integer", value)
+        if isinstance(value, str) and re.fullmatch(r"-?\d{1,20}", value):
+            value = int(value)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not -_LONG <= value < _LONG
+        ):
+            raise _type_error(name, "a 64-bit integer", value)
         return value
 
     def string_list(self, name: str) -> list[str] | None:
@@ -86,6 +91,19 @@ def _type_error(name: str, expected: str, value: Any) -> ApiError:
     shown = repr(value)
     shown = shown if len(shown) < 80 else shown[:77] + "..."
     return ApiError.of(VALIDATION_ERROR, f"field {name!r} must be {expected}, got {shown}")
+
+
+def tag_filter(call: Call, name: str) -> list[str | None] | None:
+    """A tag filter field (``tags`` / ``system_tags`` of ``*.get_all``): a list of terms,
+    each a string or null (a single string is a list of one)."""
+    value = call.get(name)
+    if value is None or value == []:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(v is None or isinstance(v, str) for v in value):
+        raise _type_error(name, "a list of tag filter terms (strings, or null)", value)
+    return value
 
 
 def tag_list(call: Call, name: str) -> list[str] | None:

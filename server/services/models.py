@@ -40,7 +40,7 @@ from modelbook.server.envelope import (
     VALIDATION_ERROR,
     ApiError,
 )
-from modelbook.server.services.call import Call, Handler
+from modelbook.server.services.call import Call, Handler, tag_filter
 from modelbook.server.services.names import name_matcher
 from modelbook.server.services.projects import get_project
 from modelbook.server.services.tasks import labels_field
@@ -175,8 +175,8 @@ def model_query(call: Call) -> ModelQuery:
         projects=call.string_list("project"),
         name=exact,
         name_pattern=pattern,
-        tags=call.get("tags") or None,
-        system_tags=call.get("system_tags") or None,
+        tags=tag_filter(call, "tags"),
+        system_tags=tag_filter(call, "system_tags"),
         ready=call.boolean("ready"),
         uri=call.string_list("uri"),
         task=tasks[0] if tasks else None,

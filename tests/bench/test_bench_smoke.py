@@ -30,6 +30,7 @@ SCRIPTS = {
     "query_scale.py": [],
     "server_throughput.py": ["starlette", "uvicorn"],
     "offline_start.py": ["torch", "lightning", "starlette", "uvicorn"],
+    "reporting.py": [],
 }
 TIMEOUT = 240
 
