@@ -7,14 +7,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from modelbook.records import ScalarEvent
+from modelbook.records import ReportEvent, ScalarEvent
 from modelbook.store import schema
 from modelbook.store.sql import SqlStore
 
 
 def make_v2_store(url: str) -> dict[str, Any]:
     """Fill a store, then take it back to what version 2 had: no ``document`` columns, no
-    scalar tables, ``schema_version`` 2. Returns what was stored."""
+    scalar or report tables, ``schema_version`` 2. Returns what was stored."""
     store = SqlStore(url)
     try:
         project = store.get_or_create_project("legacy")
@@ -29,7 +29,7 @@ def make_v2_store(url: str) -> dict[str, Any]:
         store.close()
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        for table in ("scalar_stats", "scalars"):
+        for table in ("scalar_stats", "scalars", "reports"):
             conn.execute(sa.text(f"DROP TABLE {table}"))
         for table in ("tasks", "projects"):
             conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN document"))
@@ -44,7 +44,7 @@ def check_migrated(url: str, before: dict[str, Any]) -> None:
     store = SqlStore(url)
     try:
         with store.engine.connect() as conn:
-            assert schema.current_version(conn) == schema.SCHEMA_VERSION == 3
+            assert schema.current_version(conn) == schema.SCHEMA_VERSION == 4
         task, model = store.get_task(before["task"].id), store.get_model(before["model"].id)
         assert (task.name, task.tags, task.status) == ("old run", ["kept"], "completed")
         assert task.hyperparams == {"Args": {"lr": "0.1"}} and task.model_config == "layers: 3"
@@ -56,5 +56,8 @@ def check_migrated(url: str, before: dict[str, Any]) -> None:
         assert task.document == {"script": {"entry_point": "old.py"}}
         store.add_scalars(task.id, [ScalarEvent("loss", "train", 1, 0.5)])
         assert store.scalar_series(task.id) == {"loss": {"train": ([1], [0.5])}}
+        plot = ReportEvent("plot", "weights", "w", 1, {"plot_str": "{}"})
+        assert store.add_reports(task.id, [plot]) == 1  # the v4 table, made by the migration
+        assert [r.body for r in store.reports(task.id, "plot")] == [{"plot_str": "{}"}]
     finally:
         store.close()

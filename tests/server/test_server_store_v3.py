@@ -1,5 +1,5 @@
-"""Schema version 3 of the store: reported scalars and ClearML documents, and the migration
-of a version 2 store (on PostgreSQL: test_server_postgres.py)."""
+"""Schema versions 3 and 4 of the store: reported scalars, ClearML documents and reports,
+and the migration of a version 2 store (on PostgreSQL: test_server_postgres.py)."""
 
 from __future__ import annotations
 

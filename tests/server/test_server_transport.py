@@ -101,8 +101,10 @@ def test_wrong_field_type_is_400_12(api) -> None:
     assert response.status_code == 400 and meta_of(response)["result_subcode"] == 12
 
 
-def test_events_batch_in_json_lines_is_accepted(server, token) -> None:
-    lines = "\n".join(json.dumps({"type": "log", "msg": f"line {i}"}) for i in range(3))
+def test_events_batch_in_json_lines_is_accepted(api, server, token) -> None:
+    task = data_of(api("tasks.create", {"name": "lines", "type": "training"}))["id"]
+    lines = "\n".join(json.dumps({"type": "log", "task": task, "msg": f"line {i}"})
+                      for i in range(3))  # fmt: skip
     response = requests.post(
         f"{server.api_host}/v2.23/events.add_batch",
         data=lines.encode(),
@@ -110,6 +112,8 @@ def test_events_batch_in_json_lines_is_accepted(server, token) -> None:
         timeout=10,
     )
     assert data_of(response) == {"added": 3, "errors": 0, "errors_info": {}}
+    log = data_of(api("events.get_task_log", {"task": task, "order": "asc"}))["events"]
+    assert [e["msg"] for e in log] == ["line 0", "line 1", "line 2"]
 
 
 def test_errors_never_use_statuses_clearml_retries_forever(api) -> None:
