@@ -41,8 +41,8 @@ def test_first_start_keeps_the_secret_out_of_the_log_and_sweeps_partials(tmp_pat
         token = None
         while token is None and proc.poll() is None and time.monotonic() < deadline:
             try:
-                answer = requests.get(f"http://127.0.0.1:{port}/auth.login", timeout=5,
-                                      auth=(values["access_key"], values["secret_key"]))  # fmt: skip
+                pair = (values["access_key"], values["secret_key"])
+                answer = requests.get(f"http://127.0.0.1:{port}/auth.login", auth=pair, timeout=5)
                 token = answer.json()["data"]["token"]
             except requests.ConnectionError:
                 time.sleep(0.1)
