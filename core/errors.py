@@ -149,6 +149,10 @@ class ModelInUseError(ModelbookError, ValueError):
 
     Attributes:
         reason: "published", "in_use" or "task_published".
+
+    Example:
+        >>> ModelInUseError("model m1 is published: pass force to delete it", "published").reason
+        'published'
     """
 
     def __init__(self, message: str, reason: str) -> None:

@@ -357,6 +357,7 @@ class Model(BaseModel):
     Example:
         >>> import modelbook, tempfile
         >>> modelbook.configure(home=tempfile.mkdtemp())
+        >>> from modelbook import InputModel
         >>> m = InputModel.import_model(weights_url="https://example.com/w.pt", name="demo")
         >>> Model(m.id).name
         'demo'

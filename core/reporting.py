@@ -306,7 +306,17 @@ def queue_of(backend: Backend) -> UploadQueue:
 
 
 class TaskReports:
-    """Reporting of a :class:`~modelbook.task.Task` (mixed into it)."""
+    """Reporting of a :class:`~modelbook.task.Task` (mixed into it).
+
+    Example:
+        >>> import modelbook, tempfile
+        >>> from modelbook import Task
+        >>> modelbook.configure(home=tempfile.mkdtemp())
+        >>> task = Task.init(project_name="examples", task_name="summary")
+        >>> task.get_logger().report_single_value("accuracy", 0.9)
+        >>> task.get_last_scalar_metrics()["Summary"]["accuracy"]["last"]
+        0.9
+    """
 
     _be: Backend
 
@@ -372,7 +382,17 @@ class TaskReports:
 
 class ModelReports(_Plots):
     """ClearML's ``report_*`` of a model (mixed into ``BaseModel``): values about the model
-    itself, kept apart from any task's."""
+    itself, kept apart from any task's.
+
+    Example:
+        >>> import modelbook, tempfile
+        >>> from modelbook import OutputModel, Task
+        >>> modelbook.configure(home=tempfile.mkdtemp())
+        >>> model = OutputModel(task=Task.init(project_name="examples", task_name="evaluated"))
+        >>> model.report_scalar("calibration", "ece", 0.03, iteration=1)
+        >>> model.get_reported_scalars()
+        {'calibration': {'ece': {'x': [1], 'y': [0.03]}}}
+    """
 
     @property
     def _be(self) -> Backend:

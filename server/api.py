@@ -75,7 +75,12 @@ def check_version(raw: str | None) -> str:
 
 
 class TooManyLogins(Exception):
-    """Logins of an access key from an address are refused for ``retry_after`` seconds."""
+    """Logins of an access key from an address are refused for ``retry_after`` seconds.
+
+    Example:
+        >>> TooManyLogins("too many failed logins", 30).retry_after
+        30
+    """
 
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)

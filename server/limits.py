@@ -31,7 +31,15 @@ Pair = tuple[str, str]
 
 
 class LoginLimiter:
-    """Counts failed logins per (access key, client address) in a sliding window."""
+    """Counts failed logins per (access key, client address) in a sliding window.
+
+    Example:
+        >>> limiter = LoginLimiter(max_failures=1)
+        >>> limiter.failed(("key", "::1")); limiter.retry_after(("key", "::1")) is not None
+        True
+        >>> limiter.succeeded(("key", "::1")); limiter.retry_after(("key", "::1")) is None
+        True
+    """
 
     def __init__(self, max_failures: int = MAX_FAILURES, window: float = WINDOW,
                  clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip

@@ -84,17 +84,26 @@ def pytest_configure(config: pytest.Config) -> None:
         "embedded_only: its subject is not the registry, or what only modelbook's own registries "
         "do (the embedded store, byte ownership): left out by --clearml-mode",
     )
+    config.addinivalue_line(
+        "markers",
+        "sql_agnostic: the store's SQL is not its subject; the registry fixture's http-postgres "
+        "case (the http case on PostgreSQL) is left out",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.getoption("--clearml-mode"):
-        return
+    clearml_mode = config.getoption("--clearml-mode")
     keep: list[pytest.Item] = []
     left: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        picks_backend = callspec is not None and "registry" in callspec.params
-        (left if picks_backend or item.get_closest_marker("embedded_only") else keep).append(item)
+        backend = callspec.params.get("registry") if callspec is not None else None
+        if clearml_mode:
+            drop = backend is not None or item.get_closest_marker("embedded_only") is not None
+        else:
+            sql_agnostic = item.get_closest_marker("sql_agnostic") is not None
+            drop = backend == "http-postgres" and sql_agnostic
+        (left if drop else keep).append(item)
     config.hook.pytest_deselected(items=left)
     items[:] = keep
 

@@ -293,3 +293,7 @@ def test_every_public_class_shows_an_example() -> None:
     assert not done, "these have an example (or are gone) now; drop them from the list:\n" + (
         "\n".join(done)
     )
+
+
+# not on PostgreSQL again: the examples run; the store's SQL is tested elsewhere
+pytestmark = pytest.mark.sql_agnostic

@@ -32,6 +32,13 @@ MAX_PATTERN = 1024
 
 
 class Matcher(Protocol):
+    """A compiled pattern (RE2's or, without it, Python's).
+
+    Example:
+        >>> compile_pattern("^a").search("abc") is not None
+        True
+    """
+
     def search(self, text: str) -> Any: ...
 
 

@@ -61,7 +61,17 @@ def check_report(event: Any, index: int = 0) -> ReportEvent:
 
 
 class ReportVerbs:
-    """Mixed into :class:`~modelbook.store.sql.SqlStore`; each verb is one transaction."""
+    """Mixed into :class:`~modelbook.store.sql.SqlStore`; each verb is one transaction.
+
+    Example:
+        >>> from modelbook.store.sql import SqlStore
+        >>> store = SqlStore("sqlite://")
+        >>> task = store.create_task(name="t", project=None)
+        >>> store.add_reports(task.id, [ReportEvent("text", "", "", 0, {"level": 20, "msg": "hi"})])
+        1
+        >>> store.delete_reports(task.id)
+        1
+    """
 
     _write: Callable[[], AbstractContextManager[sa.Connection]]
     _read: Callable[[], AbstractContextManager[sa.Connection]]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from modelbook import InputModel, OutputModel, Task
 
 
@@ -57,3 +59,7 @@ def test_cli_errors_are_one_clear_line(registry: str) -> None:
     )
     result = _cli("models", "ls", "--project", "missing")
     assert result.returncode == 2 and "No projects found" in result.stderr
+
+
+# not on PostgreSQL again: the command line; the store's SQL is tested elsewhere
+pytestmark = pytest.mark.sql_agnostic

@@ -26,6 +26,13 @@ def model(registry: str) -> OutputModel:
     return OutputModel(task=Task.init(project_name="proj", task_name="train"))
 
 
+@pytest.fixture
+def local_model() -> OutputModel:
+    """For argument checks made before any registry call: the embedded store alone."""
+    return OutputModel(task=Task.init(project_name="proj", task_name="train"))
+
+
+@pytest.mark.embedded_only  # checked before any registry call
 @pytest.mark.parametrize(
     "labels, message",
     [
@@ -36,22 +43,26 @@ def model(registry: str) -> OutputModel:
         (["cat"], "must be a dict of label name to int id"),
     ],
 )
-def test_label_values_must_be_int(model: OutputModel, labels: object, message: str) -> None:
+def test_label_values_must_be_int(
+    local_model: OutputModel, labels: object, message: str
+) -> None:
     with pytest.raises(InvalidArgumentError, match=message):
-        model.update_labels(labels)  # type: ignore[arg-type]
+        local_model.update_labels(labels)  # type: ignore[arg-type]
 
 
-def test_both_or_neither_weights_source(model: OutputModel, weights) -> None:
+@pytest.mark.embedded_only  # checked before any registry call
+def test_both_or_neither_weights_source(local_model: OutputModel, weights) -> None:
     with pytest.raises(WeightsArgumentError, match=r"both weights_filename=.* and register_uri"):
-        model.update_weights(weights_filename=str(weights()), register_uri="https://x/w.pt")
+        local_model.update_weights(weights_filename=str(weights()), register_uri="https://x/w.pt")
     with pytest.raises(WeightsArgumentError, match="neither"):
-        model.update_weights()
+        local_model.update_weights()
 
 
-def test_missing_weights_file(model: OutputModel, tmp_path: Path) -> None:
+@pytest.mark.embedded_only  # checked before any registry call
+def test_missing_weights_file(local_model: OutputModel, tmp_path: Path) -> None:
     with pytest.raises(WeightsFileNotFoundError, match=r"nope\.pt' does not exist"):
-        model.update_weights(weights_filename=str(tmp_path / "nope.pt"))
-    assert model.id is None  # nothing was registered
+        local_model.update_weights(weights_filename=str(tmp_path / "nope.pt"))
+    assert local_model.id is None  # nothing was registered
 
 
 def test_unknown_ids(registry: str) -> None:
@@ -63,8 +74,9 @@ def test_unknown_ids(registry: str) -> None:
         Task.get_task(task_id="deadbeef")
 
 
+@pytest.mark.embedded_only  # checked before any registry call
 @pytest.mark.parametrize("name", ["", "   "])
-def test_empty_names(registry: str, name: str) -> None:
+def test_empty_names(name: str) -> None:
     with pytest.raises(InvalidArgumentError, match="must be a non-empty string"):
         Task.init(project_name=name, task_name="train")
     task = Task.init(project_name="proj", task_name="train")
@@ -72,13 +84,15 @@ def test_empty_names(registry: str, name: str) -> None:
         OutputModel(task=task, name=name)
 
 
+@pytest.mark.embedded_only  # checked before any registry call
 @pytest.mark.parametrize("tags", ["demo", ["ok", 3], [None]])
-def test_tags_must_be_strings(registry: str, tags: object) -> None:
-    with pytest.raises(InvalidArgumentError, match="tags must be a list of strings"):
+def test_tags_must_be_strings(tags: object) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"tags must be a list of (non-empty )?strings"):
         InputModel.import_model(weights_url="https://x/w.pt", tags=tags)  # type: ignore[arg-type]
 
 
-def test_string_tags_suggest_a_list(registry: str) -> None:
+@pytest.mark.embedded_only  # checked before any registry call
+def test_string_tags_suggest_a_list() -> None:
     with pytest.raises(InvalidArgumentError, match=r"did you mean \['demo'\]"):
         Task.init(project_name="proj", task_name="train", tags="demo")  # type: ignore[arg-type]
 
@@ -109,7 +123,8 @@ def test_corrupted_blob_raises(model: OutputModel, weights, registry) -> None:
         Model(model.id).get_local_copy(force_download=True)
 
 
-def test_config_text_and_dict_are_exclusive(registry: str) -> None:
+@pytest.mark.embedded_only  # checked before any registry call
+def test_config_text_and_dict_are_exclusive() -> None:
     with pytest.raises(InvalidArgumentError, match="either config_text or config_dict"):
         InputModel.import_model(weights_url="https://x/w.pt", config_text="a", config_dict={})
 
@@ -139,3 +154,7 @@ def test_configure_upload_timeout_is_used_and_checked(
     monkeypatch.setenv("MODELBOOK_UPLOAD_TIMEOUT", "abc")
     with pytest.raises(ConfigurationError, match="MODELBOOK_UPLOAD_TIMEOUT"):
         config.upload_timeout()
+
+
+# not on PostgreSQL again: the messages; the store's SQL is tested elsewhere
+pytestmark = pytest.mark.sql_agnostic

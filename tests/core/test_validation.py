@@ -14,6 +14,9 @@ import modelbook
 from modelbook import Model, OutputModel, Task
 from modelbook.errors import ConfigurationError, InvalidArgumentError
 
+# argument checks made before any registry call, and the embedded store's own problems
+pytestmark = pytest.mark.embedded_only
+
 
 @pytest.mark.parametrize(
     ("name", "message"),
