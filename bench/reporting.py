@@ -69,18 +69,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     flushes: list[float] = []
     cases = {
         "list.append (floor)": lambda: append(n),
-        "logger.report_scalar": lambda: logger(n, flushes),
-        "a store write per value": lambda: synchronous(n),
+        "modelbook logger.report_scalar": lambda: logger(n, flushes),
+        "modelbook, a store write per value": lambda: synchronous(n),
     }
     samples = measure(cases, opts.runs, opts.warmup)
     table = Table(f"Training-thread time of {n} reported values (embedded store)", "ms",
-                  "logger.report_scalar", scale=1000)  # fmt: skip
+                  "modelbook logger.report_scalar", scale=1000)  # fmt: skip
     table.samples.update(samples)
     table.columns["flush() after"] = {
-        "logger.report_scalar": f"{1000 * sorted(flushes)[len(flushes) // 2]:.1f} ms"
+        "modelbook logger.report_scalar": f"{1000 * sorted(flushes)[len(flushes) // 2]:.1f} ms"
     }
     table.goals.append(Goal("a synchronous write per value costs >= 10x report_scalar",
-                            "a store write per value", 10, "ratio>="))  # fmt: skip
+                            "modelbook, a store write per value", 10, "ratio>="))  # fmt: skip
     report(header("Reporting cost", opts), [table])
     return 0
 
