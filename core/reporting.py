@@ -90,7 +90,7 @@ class _Sender:
                 args = {target: batch.owner(), "events": batch.events}
                 try:
                     batch.queue.call(batch.chain, batch.op, args)
-                except ModelbookError as exc:  # refused for good: said, never raised
+                except (ModelbookError, OSError) as exc:  # refused, or no spool: said, not raised
                     lost += len(batch.events)
                     log.warning("could not record %d reported values of %s %s: %s",
                                 len(batch.events), target, args[target], exc)  # fmt: skip

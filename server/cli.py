@@ -149,7 +149,8 @@ def _prepare_store(db: str, create_initial: bool, url: str, secret_file: Path) -
         if create_initial and not credentials.has_credentials(store):
             cred = credentials.create_credentials(store)
             secret_file.parent.mkdir(parents=True, exist_ok=True)
-            secret_file.unlink(missing_ok=True)
+            if secret_file.exists():  # never overwrite a file we may not have written
+                secret_file = secret_file.with_name(f"{secret_file.name}-{cred.access_key}")
             handle = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(handle, "w") as out:
                 out.write(
