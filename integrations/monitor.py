@@ -150,8 +150,11 @@ class Monitor:
     ) -> None:
         if not isinstance(monitor, str) or not monitor:
             raise InvalidArgumentError(f"monitor must be a metric name, got {monitor!r}")
-        if not math.isfinite(min_delta) or min_delta < 0:
-            raise InvalidArgumentError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
+        number = isinstance(min_delta, (int, float)) and not isinstance(min_delta, bool)
+        if not number or not math.isfinite(min_delta) or min_delta < 0:
+            raise InvalidArgumentError(
+                f"min_delta must be a finite number >= 0 (an int or a float), got {min_delta!r}"
+            )
         self.monitor, self.mode, self.min_delta = monitor, resolve_mode(monitor, mode), min_delta
         self.name = name
         self.best: float | None = None

@@ -164,3 +164,9 @@ def test_decisions_replayed_on_another_rank_give_the_same_state():
     assert follower.state_dict() == leader.state_dict()
     assert leader.best == 1.0 and leader.best_step == 3
     assert math.isfinite(follower.best)
+
+
+@pytest.mark.parametrize("bad", ["0.1", -0.1, float("nan"), True, None])
+def test_min_delta_must_be_a_finite_non_negative_number(bad: object) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"min_delta must be a finite number >= 0"):
+        Monitor("val_loss", min_delta=bad)  # type: ignore[arg-type]
