@@ -1,5 +1,5 @@
-"""Sending what waits in the spool: ``modelbook sync``, ``modelbook uploads`` and
-``Task.import_offline_session``.
+"""Sending what waits in the spool: ``modelbook sync``, ``modelbook uploads`` (with
+``retry`` and ``discard`` of failed jobs) and ``Task.import_offline_session``.
 
 :func:`sync` runs the upload queue of this home until nothing waits for the configured
 registry, offline mode or not, reporting progress; :func:`import_session` first adopts the
@@ -22,12 +22,14 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from modelbook import config, uploads
 from modelbook.errors import InvalidArgumentError
+from modelbook.storage.local import to_uri
 from modelbook.storage.spool import Job, Spool
 
 Progress = Callable[[int, int], None]
@@ -85,19 +87,110 @@ def _job_view(job: Job) -> dict:
     view = {k: v for k, v in asdict(job).items() if k in ("id", "registry", "kind", "attempts",
                                                             "last_error", "iteration", "size")}
     view["what"] = uploads.describe(job)
+    view["created"] = datetime.fromtimestamp(job.created, timezone.utc).isoformat()
     return view
 
 
 def waiting(home: Path | None = None) -> tuple[list[dict], list[dict]]:
-    """The jobs waiting in the spool of ``home`` (any registry), and those given up on."""
+    """The jobs waiting in the spool of ``home`` (any registry), and those given up on.
+
+    Each view has ``state``: ``"pending"``, ``"in_progress"`` (a process holds it now) or
+    ``"failed"`` (given up on; ``last_error`` says why).
+    """
     spool = Spool((home or config.home()) / "spool")
-    failed = []
-    for folder in sorted(spool.failed_dir.iterdir()):
-        try:
-            failed.append(_job_view(Job.from_json(json.loads((folder / "job.json").read_text()))))
-        except (OSError, ValueError, TypeError):
+    pending = [dict(_job_view(j), state="in_progress" if spool.busy(j) else "pending")
+               for j in spool.pending()]  # fmt: skip
+    return pending, [dict(_job_view(j), state="failed") for j in spool.failed()]
+
+
+@dataclass
+class SpoolChange:
+    """What :func:`retry` or :func:`discard` did.
+
+    Attributes:
+        done: the job ids moved back to the queue (retry) or deleted (discard).
+        skipped: ``{job id: why}`` for the jobs named but left as they are.
+        unknown: ``{given id: why}`` for ids that name no job, or several.
+        freed: bytes deleted from the spool (discard).
+
+    Example:
+        >>> SpoolChange(done=["0001-ab"], unknown={"zz": "no upload job"}).complete
+        False
+    """
+
+    done: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
+    freed: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return not (self.skipped or self.unknown)
+
+
+def _named(spool: Spool, refs: Sequence[str] | None,
+           change: SpoolChange) -> tuple[list[Job], list[Job]]:  # fmt: skip
+    """The failed and the pending jobs ``refs`` name (all failed jobs for None); a ref is a
+    job id, or its start or end (e.g. the 8 hex digits after the dash) if only one has it."""
+    failed, pending = spool.failed(), spool.pending()
+    if refs is None:
+        return failed, []
+    jobs = {j.id: j for j in [*pending, *failed]}
+    chosen: dict[str, Job] = {}
+    for ref in refs:
+        found = [ref] if ref in jobs else [i for i in jobs if _abbreviates(ref, i)]
+        if len(found) == 1:
+            chosen[found[0]] = jobs[found[0]]
+        else:
+            change.unknown[ref] = (
+                f"names {len(found)} upload jobs; give more of the id" if found else
+                f"no upload job {ref!r} in {spool.root}; `modelbook uploads` lists them"
+            )  # fmt: skip
+    failed_ids = {j.id for j in failed}
+    return ([j for j in chosen.values() if j.id in failed_ids],
+            [j for j in chosen.values() if j.id not in failed_ids])  # fmt: skip
+
+
+def _abbreviates(ref: str, job_id: str) -> bool:
+    return bool(ref) and (job_id.startswith(ref) or job_id.endswith(ref))
+
+
+def retry(refs: Sequence[str] | None = None, home: Path | None = None) -> SpoolChange:
+    """Move failed jobs (those ``refs`` name; all with None) back into the queue: the next
+    modelbook process that reaches their registry, or ``modelbook sync``, runs them."""
+    spool = Spool((home or config.home()) / "spool")
+    change = SpoolChange()
+    failed, pending = _named(spool, refs, change)
+    for job in pending:
+        change.skipped[job.id] = "already waiting in the queue"
+    for job in failed:
+        if spool.requeue(job):
+            change.done.append(job.id)
+        else:
+            change.unknown[job.id] = "no longer failed (retried or discarded meanwhile)"
+    return change
+
+
+def discard(referenced: Callable[[str], bool], refs: Sequence[str] | None = None,
+            home: Path | None = None) -> SpoolChange:  # fmt: skip
+    """Delete failed jobs (those ``refs`` name; all with None) and the spool bytes they
+    hold; never a pending job, and never a file a registered version references
+    (``referenced(uri)``: the backend's :meth:`~modelbook.backends.base.Backend.is_referenced`)."""
+    spool = Spool((home or config.home()) / "spool")
+    change = SpoolChange()
+    failed, pending = _named(spool, refs, change)
+    for job in pending:
+        change.skipped[job.id] = (
+            "it has not failed: it waits for the registry (only failed jobs are discarded)"
+        )
+    for job in failed:
+        used = [p for p in spool.failed_files(job) if referenced(to_uri(p))]
+        if used:
+            change.skipped[job.id] = f"a registered version references {used[0]}"
             continue
-    return [_job_view(j) for j in spool.pending()], failed
+        change.freed += spool.drop_failed(job)
+        change.done.append(job.id)
+    return change
 
 
 def sync(timeout: float | None = None, progress: Progress | None = None) -> SyncReport:

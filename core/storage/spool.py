@@ -202,6 +202,63 @@ class Spool:
     def payload(self, job: Job) -> Path:
         return self.jobs_dir / job.id / "payload"
 
+    def busy(self, job: Job) -> bool:
+        """Whether a process works on ``job`` now (holds its lock)."""
+        try:
+            fd = os.open(self.jobs_dir / job.id / "lock", os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)  # drops the lock taken to look
+        return False
+
+    # -- jobs given up on -------------------------------------------------------------------
+    def failed(self) -> list[Job]:
+        """The jobs given up on (kept in ``failed/``), oldest first."""
+        jobs = []
+        for folder in sorted(self.failed_dir.iterdir()):
+            try:
+                jobs.append(Job.from_json(json.loads((folder / "job.json").read_text())))
+            except (OSError, ValueError, TypeError):
+                continue
+        return jobs
+
+    def requeue(self, job: Job) -> bool:
+        """Move a failed job back into ``jobs/``, its attempts reset (its last error kept);
+        False if it is no longer in ``failed/``."""
+        folder = self.failed_dir / job.id
+        if not (folder / "job.json").is_file():
+            return False
+        job.attempts = 0
+        _write_json(folder / "job.json", asdict(job))
+        (folder / "lock").touch()
+        try:
+            os.replace(folder, self.jobs_dir / job.id)
+        except OSError:
+            return False
+        return True
+
+    def failed_files(self, job: Job) -> list[Path]:
+        """The bytes a failed job holds: its files but ``job.json`` and ``lock``."""
+        folder = self.failed_dir / job.id
+        own = {folder / "job.json", folder / "lock"}
+        return sorted(p for p in folder.rglob("*") if p.is_file() and p not in own)
+
+    def drop_failed(self, job: Job) -> int:
+        """Delete a failed job (renamed away first, atomically); returns the bytes freed."""
+        trash = self.root / f".{job.id}.removed"
+        try:
+            os.replace(self.failed_dir / job.id, trash)
+        except OSError:
+            return 0
+        freed = sum(p.stat().st_size for p in trash.rglob("*") if p.is_file())
+        shutil.rmtree(trash, ignore_errors=True)
+        return freed
+
     @contextmanager
     def claim(self, job: Job) -> Iterator[bool]:
         """Lock the job for this process; yields False if another process holds it, or if

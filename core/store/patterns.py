@@ -29,6 +29,10 @@ from modelbook.errors import InvalidArgumentError
 
 #: The longest pattern accepted.
 MAX_PATTERN = 1024
+#: The largest count in ``{n}``, ``{n,m}``: PostgreSQL's limit (RE_DUP_MAX), so a pattern that
+#: works on one store works on every store.
+MAX_REPEAT = 255
+_COUNTS = re.compile(r"(?<!\\)\{(\d+)(?:,(\d*))?\}")
 
 
 class Matcher(Protocol):
@@ -55,6 +59,12 @@ def compile_pattern(pattern: str) -> Matcher:
         raise InvalidArgumentError(
             f"regular expression of {len(pattern)} characters; at most {MAX_PATTERN}"
         )
+    for counts in _COUNTS.finditer(pattern):
+        if max(int(n) for n in counts.groups() if n) > MAX_REPEAT:
+            raise InvalidArgumentError(
+                f"regular expression {pattern!r}: repeat count {counts.group(0)} is over "
+                f"{MAX_REPEAT}, the largest every store accepts"
+            )
     try:
         import re2
     except ImportError:  # the embedded store never gets client patterns

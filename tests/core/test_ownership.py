@@ -314,7 +314,7 @@ def test_published_model_refuses_prune_and_update(place: Place, task: Task, weig
         retention.prune(modelbook.config.get_backend(), model.id, keep_last=0)
     assert Model(model.id).versions == before
     assert_nothing_lost(model.id)
-    assert cli(["models", "prune", model.id, "--keep-last", "0"]) == 2
+    assert cli(["models", "prune", model.id, "--keep-last", "0"]) == 4  # refused: published
 
 
 # -- 3. removing models that name the user's own files --------------------------------------
