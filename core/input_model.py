@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelbook import config, validate
-from modelbook.errors import InvalidArgumentError, NotFoundError
+from modelbook.errors import NotFoundError
 from modelbook.frameworks import Framework
 from modelbook.model import BaseModel, Model
 from modelbook.records import ARCHIVED_TAG, PACKAGE_TAG, ModelQuery, ModelRecord
@@ -89,10 +89,11 @@ class InputModel(Model):
         """
         from modelbook.task import Task
 
-        if not weights_url or not isinstance(weights_url, str):
-            raise InvalidArgumentError(
-                f"weights_url must be a non-empty string, got {weights_url!r}"
-            )
+        validate.weights_uri(weights_url, "weights_url")
+        name = validate.name(name, "model name") if name is not None else None
+        comment = validate.free_text(comment, "comment") if comment is not None else None
+        framework = validate.framework(framework)
+        project = validate.name(project, "project") if project is not None else None
         design = validate.config_text(config_text, config_dict)
         labels = validate.labels(label_enumeration)
         tag_list = validate.tags(tags)

@@ -112,7 +112,7 @@ class BaseModel(ModelReports):
 
     @comment.setter
     def comment(self, value: str) -> None:
-        self._set(comment=value or "")
+        self._set(comment=validate.free_text(value or "", "comment"))
 
     @property
     def tags(self) -> list[str]:
@@ -137,7 +137,7 @@ class BaseModel(ModelReports):
 
     @project.setter
     def project(self, value: str) -> None:
-        self._set(project=value)
+        self._set(project=validate.name(value, "project (a project id)"))
 
     @property
     def task(self) -> str | None:
@@ -223,17 +223,19 @@ class BaseModel(ModelReports):
     def set_metadata(self, key: str, value: Any, v_type: str | None = None) -> bool:
         """Add or update one metadata entry; ``v_type`` is one of float, int, bool, str,
         list, tuple, dict (anything else is stored as "None", as ClearML does)."""
-        kind = str(v_type) if v_type in _METADATA_TYPES else "None"
-        items = {str(key): metadata_item(key, value, kind)}
+        key = validate.metadata_key(key)
+        validate.metadata_value(key, value)
+        kind = v_type if isinstance(v_type, str) and v_type in _METADATA_TYPES else "None"
+        items = {key: metadata_item(key, value, kind)}
         self._set_metadata(items, replace=False)
         return True
 
     def get_metadata(self, key: str) -> str | None:
-        item = self._data().metadata.get(key)
+        item = self._data().metadata.get(validate.metadata_key(key))
         return item["value"] if item else None
 
     def get_metadata_casted(self, key: str) -> Any:
-        item = self._data().metadata.get(key)
+        item = self._data().metadata.get(validate.metadata_key(key))
         return cast_value(item["value"], item["type"]) if item else None
 
     def get_all_metadata(self) -> dict[str, dict[str, str]]:
@@ -248,7 +250,7 @@ class BaseModel(ModelReports):
         """Set many entries at once: ``{key: {"value": ..., "type": ...}}``; ``replace``
         drops every key not given."""
         items = {}
-        for key, item in metadata.items():
+        for key, item in validate.metadata(metadata).items():
             if not isinstance(item, Mapping) or "value" not in item:
                 raise InvalidArgumentError(
                     f"metadata[{key!r}] must be a dict with 'value' (and optional 'type'), "
@@ -345,6 +347,7 @@ class BaseModel(ModelReports):
         """
         from modelbook import retention
 
+        keep_last = validate.integer(keep_last, "keep_last", (0, validate.INT64[1]))
         return retention.prune(self._be, self._model_id(), keep_last, dry_run=dry_run)
 
 
@@ -435,23 +438,23 @@ class Model(BaseModel):
         backend = config.get_backend()
         projects = None
         if project_name is not None:
+            project_name = validate.name(project_name, "project_name")
             project = backend.find_project(project_name)
             if project is None:
                 raise ProjectNotFoundError(project_name, [p.name for p in backend.list_projects()])
             projects = [project.id]
-        if max_results is not None and (
-            not isinstance(max_results, int) or isinstance(max_results, bool) or max_results < 0
-        ):
-            raise InvalidArgumentError(
-                f"max_results must be a non-negative int, got {max_results!r}"
-            )
+        if max_results is not None:
+            max_results = validate.integer(max_results, "max_results", (0, validate.INT64[1]))
+        if model_name is not None and not isinstance(model_name, str):
+            raise InvalidArgumentError(f"model_name must be a string, got {model_name!r:.80}")
+        wanted = validate.metadata(metadata, "metadata filter")
         query = ModelQuery(
             projects=projects,
-            name=model_name,
+            name=validate.name(model_name, "model_name") if model_name else None,
             tags=validate.tags(tags, allow_none_terms=True) or None,
             system_tags=None if include_archived else [f"-{ARCHIVED_TAG}"],
             ready=True if only_published else None,
-            metadata=dict(metadata) if metadata else None,
+            metadata={k: str(v) for k, v in wanted.items()} or None,
             limit=max_results,
         )
         return [cls(r.id, r) for r in backend.query_models(query)]

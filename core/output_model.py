@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from modelbook import config, deferred, uploads, validate
 from modelbook.errors import (
     InvalidArgumentError,
     ModelbookError,
+    ModelPublishedError,
     UploadError,
     WeightsArgumentError,
     WeightsFileNotFoundError,
@@ -33,6 +35,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelbook")
 _RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelRecord))
+#: Waits run before :meth:`OutputModel.wait_for_uploads` waits for the queue: producers that
+#: still hand weights to it (the integrations' background snapshot writers). Each takes the
+#: timeout left and returns whether it is done.
+_producers: list[Callable[[float | None], bool]] = []
+
+
+def add_upload_producer(wait: Callable[[float | None], bool]) -> None:
+    """Make ``wait_for_uploads`` first call ``wait(timeout)`` (once per distinct ``wait``)."""
+    if wait not in _producers:
+        _producers.append(wait)
 
 
 class OutputModel(BaseModel):
@@ -109,8 +121,9 @@ class OutputModel(BaseModel):
         self._pending: dict[str, Any] = {
             "name": validate.name(name, "model name") if name is not None else task.name,
             "tags": validate.tags(tags),
-            "comment": f"Created by task id: {task.id}" + (f"\n{comment}" if comment else ""),
-            "framework": str(framework) if framework else None,
+            "comment": f"Created by task id: {task.id}"
+            + (f"\n{validate.free_text(comment, 'comment')}" if comment else ""),
+            "framework": validate.framework(framework),
             "design": validate.config_text(config_text, config_dict),
             "labels": validate.labels(label_enumeration) if label_enumeration is not None else None,
         }
@@ -319,11 +332,11 @@ class OutputModel(BaseModel):
         """Set the label enumeration ``{name: int}`` of the model (and of its task)."""
         checked = validate.labels(labels)
         self._check_not_published("change the labels")
-        self._task._update(labels=checked)
         if self.id is None:
             self._pending["labels"] = checked
-        else:
+        else:  # the model first: published elsewhere, it refuses and the task stays as is
             self._set(labels=checked)
+        self._task._update(labels=checked)
 
     def update_design(
         self, config_text: str | None = None, config_dict: dict | None = None
@@ -331,12 +344,12 @@ class OutputModel(BaseModel):
         """Set the model design (architecture / configuration) text."""
         design = validate.config_text(config_text, config_dict) or ""
         self._check_not_published("change the design")
-        if not self._task._data().model_config:
-            self._task._update(model_config=design)
         if self.id is None:
             self._pending["design"] = design
-        else:
+        else:  # the model first: published elsewhere, it refuses and the task stays as is
             self._set(design=design)
+        if not self._task._data().model_config:
+            self._task._update(model_config=design)
         return True
 
     @property
@@ -407,10 +420,9 @@ class OutputModel(BaseModel):
         """
         if (weights_filename is None) == (register_uri is None):
             raise WeightsArgumentError(weights_filename, register_uri)
-        if iteration is not None and (
-            not isinstance(iteration, int) or isinstance(iteration, bool)
-        ):
-            raise InvalidArgumentError(f"iteration must be an int, got {iteration!r}")
+        if iteration is not None:
+            iteration = validate.integer(iteration, "iteration", validate.INT32)
+        metadata = validate.metadata(metadata) or None
         self._check_not_published("update the weights")
         if register_uri is not None:
             register_uri = validate.register_uri(register_uri)
@@ -428,9 +440,7 @@ class OutputModel(BaseModel):
             )  # fmt: skip
         if upload_uri:
             self.set_upload_destination(upload_uri)
-        target = target_filename or path.name
-        if "/" in target or "\\" in target or target in (".", ".."):
-            raise InvalidArgumentError(f"target_filename must be a plain file name, got {target!r}")
+        target = validate.file_name(target_filename or path.name)
         staged = self._queue().spool.owns(path)
         handed_over = auto_delete_file and self._upload_uri is not None and path.is_file()
         move = staged or (handed_over and not self._registry_file(path))
@@ -492,10 +502,12 @@ class OutputModel(BaseModel):
         content layout names objects by their sha256, so the URI is then known at once)."""
         self._ensure_created(Path(target).stem)
         if self._entry_name is None:  # created before any weights (a name, metadata)
-            self._entry_name = Path(target).stem
-            known = self._known()
-            self._task._connect_model(self, "output", self._entry_name, known.design,
-                                      known.labels)  # fmt: skip
+            self._stale = True  # the registry is called anyway: published elsewhere since?
+            entry, known = Path(target).stem, self._data()
+            if known.ready:
+                raise ModelPublishedError(self.id, known.name, "update the weights")
+            self._task._connect_model(self, "output", entry, known.design, known.labels)
+            self._entry_name = entry  # once connected: a refused call changes nothing
         job = Job(
             id=Job.new_id(), model_key=self._key, registry=self._queue().registry,
             chain=self._task._chain, model_id=self._registry_id(),
@@ -545,7 +557,7 @@ class OutputModel(BaseModel):
             base = paths[0].parent if len(paths) == 1 else Path(os.path.commonpath(paths))
         if upload_uri:
             self.set_upload_destination(upload_uri)
-        target = target_filename or "model_package.zip"
+        target = validate.file_name(target_filename or "model_package.zip")
         target = target if target.endswith(".zip") else f"{target}.zip"
         archive = self.staging_path(target)
         try:
@@ -569,7 +581,11 @@ class OutputModel(BaseModel):
         and resume in the background, or in the next process that opens this home.
         """
         queue = uploads.queue_for(config.get_backend(), config.home())
-        left = queue.wait(timeout)
+        started = time.monotonic()
+        for producer in list(_producers):
+            producer(timeout)
+        spent = time.monotonic() - started
+        left = queue.wait(None if timeout is None else max(0.0, timeout - spent))
         if left:
             away = not queue.online()
             why = (

@@ -343,7 +343,8 @@ class Task(_ModelEntries, TaskReports):
         if project_name and project is None:
             raise TaskNotFoundError(f"named {task_name!r}: project {project_name!r} does not exist")
         found = backend.find_tasks(project=project.id if project else None, name=task_name)
-        found = filter_tasks(found, tags, allow_archived, task_filter)
+        found = filter_tasks(found, validate.tags(tags, allow_none_terms=True), allow_archived,
+                             task_filter)  # fmt: skip
         if not found:
             raise TaskNotFoundError(
                 f"named {task_name!r} in project {project_name!r}"
@@ -509,8 +510,16 @@ class Task(_ModelEntries, TaskReports):
 
     def set_parameters(self, params: Mapping[str, Any]) -> None:
         """Set ``{"Section/name": value}`` hyper-parameters (no section: "General")."""
+        if not isinstance(params, Mapping):
+            raise InvalidArgumentError(
+                f"params must be a dict of 'Section/name' to value, got {params!r:.80}"
+            )
         sections: dict[str, dict[str, str]] = {}
         for key, value in params.items():
+            if not isinstance(key, str) or not key:
+                raise InvalidArgumentError(
+                    f"parameter names must be non-empty strings ('Section/name'), got {key!r:.80}"
+                )
             section, _, name = key.rpartition("/") if "/" in key else ("General", "", key)
             sections.setdefault(section, {})[name] = str(value)
         self._update(hyperparams=sections)

@@ -29,6 +29,11 @@ def filter_tasks(
     """The tasks (newest first) that ``Task.get_task``'s filters accept, in its order."""
     from modelbook.store.tagfilter import parse_tag_filter
 
+    if task_filter is not None and not isinstance(task_filter, Mapping):
+        raise InvalidArgumentError(
+            f"task_filter must be a dict such as {{'status': ['completed']}}, got "
+            f"{type(task_filter).__name__} {task_filter!r:.80}"
+        )
     wanted = dict(task_filter or {})
     unknown = sorted(set(wanted) - set(TASK_FILTER_KEYS))
     if unknown:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
+import operator
 import os
 import unicodedata
 from collections.abc import Mapping
@@ -14,6 +16,34 @@ from modelbook.errors import InvalidArgumentError, StorageError, WeightsFileNotF
 
 #: The longest name or tag a registry keeps (the schema's column width, PostgreSQL's too).
 MAX_NAME = 1024
+#: The most UTF-8 bytes of a name, a tag, or a metadata key and value together: PostgreSQL
+#: indexes them, and a B-tree entry holds at most 2704 bytes (longer ones would register in
+#: the embedded store and fail on a team server).
+MAX_INDEXED_BYTES = 2600
+#: The longest weights URI (UTF-8 bytes) a registry indexes.
+MAX_URI = 2048
+#: The longest file name (UTF-8 bytes) a file system keeps.
+MAX_FILE_NAME = 255
+#: Integer ranges of the schema's columns: iterations are 32-bit (PostgreSQL ``integer``),
+#: counts and label ids 64-bit.
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+#: How deeply a configuration or metadata value may nest lists and dicts.
+MAX_DEPTH = 100
+
+_JSON_ACCEPTED = "strings, finite numbers, booleans, None, and lists and dicts of them"
+
+
+def _unicode_problem(value: str) -> str | None:
+    """Why ``value`` is no text a database keeps (a NUL, a lone surrogate), or None."""
+    if "\x00" in value:
+        return f"it holds the NUL character at position {value.index(chr(0))}"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start]
+        return f"it is not valid Unicode: a lone surrogate {bad!r} at position {exc.start}"
+    return None
 
 
 def _text_problem(value: str) -> str | None:
@@ -23,7 +53,17 @@ def _text_problem(value: str) -> str | None:
     bad = next((i for i, c in enumerate(value) if unicodedata.category(c) == "Cc"), None)
     if bad is not None:
         return f"it holds the control character {value[bad]!r} at position {bad}"
+    problem = _unicode_problem(value)
+    if problem:
+        return problem
+    size = len(value.encode("utf-8"))
+    if size > MAX_INDEXED_BYTES:
+        return f"it takes {size} bytes in UTF-8; at most {MAX_INDEXED_BYTES} are kept (indexed)"
     return None
+
+
+def _shown(value: str) -> str:
+    return f"{value[:40]!r}..." if len(value) > 40 else repr(value)
 
 
 def name(value: Any, what: str = "name") -> str:
@@ -33,8 +73,7 @@ def name(value: Any, what: str = "name") -> str:
         raise InvalidArgumentError(f"{what} must be a non-empty string, got {value!r:.80}")
     problem = _text_problem(value)
     if problem:
-        raise InvalidArgumentError(f"{what} {value[:40]!r}...: {problem}" if len(value) > 40
-                                   else f"{what} {value!r}: {problem}")  # fmt: skip
+        raise InvalidArgumentError(f"{what} {_shown(value)}: {problem}")
     return value
 
 
@@ -84,6 +123,11 @@ def labels(value: Any) -> dict[str, int]:
             "labels must map str names to int ids, e.g. {'cat': 0, 'dog': 1}; these entries "
             f"are not str -> int: {bad!r}"
         )
+    for key, number in value.items():
+        integer(number, f"labels[{key!r}]", INT64)
+        problem = _unicode_problem(key)
+        if problem:
+            raise InvalidArgumentError(f"label name {_shown(key)}: {problem}")
     return dict(value)
 
 
@@ -97,30 +141,39 @@ def config_text(text: str | None, config: Mapping[str, Any] | None) -> str | Non
     if config is not None:
         if not isinstance(config, Mapping):
             raise InvalidArgumentError(f"config_dict must be a dict, got {type(config).__name__}")
-        _check_config(config, "config_dict")
-        return json.dumps(config, indent=2, sort_keys=False)
-    if text is not None and not isinstance(text, str):
-        raise InvalidArgumentError(f"config_text must be a string, got {type(text).__name__}")
+        _check_json(config, "config_dict")
+        return json.dumps(config, indent=2, sort_keys=False, allow_nan=False)
+    if text is not None:
+        return free_text(text, "config_text")
     return text
 
 
-def _check_config(value: Any, where: str) -> None:
+def _check_json(value: Any, where: str, depth: int = 0) -> None:
     """``value`` round-trips through JSON: dicts with string keys, lists, strings, finite
-    numbers, booleans and None; else an error naming the first key that does not."""
+    numbers, booleans and None, nested at most :data:`MAX_DEPTH` deep; else an error naming
+    the first key that does not."""
+    if depth > MAX_DEPTH:
+        raise InvalidArgumentError(
+            f"{where[:200]} nests lists and dicts more than {MAX_DEPTH} deep; flatten it"
+        )
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise InvalidArgumentError(f"{where} has the key {key!r}: keys must be strings")
-            _check_config(item, f"{where}[{key!r}]")
+            _check_json(key, f"{where} key", depth + 1)
+            _check_json(item, f"{where}[{key!r}]", depth + 1)
     elif isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _check_config(item, f"{where}[{index}]")
+            _check_json(item, f"{where}[{index}]", depth + 1)
+    elif isinstance(value, str):
+        problem = _unicode_problem(value)
+        if problem:
+            raise InvalidArgumentError(f"{where} {_shown(value)}: {problem}")
     elif isinstance(value, float) and not math.isfinite(value):
         raise InvalidArgumentError(f"{where} is {value!r}: numbers must be finite")
-    elif not (value is None or isinstance(value, (str, bool, int, float))):
+    elif not (value is None or isinstance(value, (bool, int, float))):
         raise InvalidArgumentError(
-            f"{where} is a {type(value).__name__} ({value!r:.60}); accepted: strings, finite "
-            "numbers, booleans, None, and lists and dicts of them"
+            f"{where} is a {type(value).__name__} ({value!r:.60}); accepted: {_JSON_ACCEPTED}"
         )
 
 
@@ -175,7 +228,14 @@ def weights_path(weights: str | os.PathLike[str] | None) -> Path:
             "pass the path of the file you saved (e.g. 'model.pt')"
         )
     path = Path(weights).expanduser()
-    if not path.exists():
+    try:
+        found = path.exists()
+    except OSError as exc:  # a name too long for the file system, a loop of links
+        raise InvalidArgumentError(
+            f"weights_filename {_shown(str(weights))} cannot be a file on this machine: "
+            f"{exc.strerror}; pass the path of the file you saved"
+        ) from None
+    if not found:
         raise WeightsFileNotFoundError(path)
     if path.is_dir():
         resolved, store = path.resolve(), config.home().resolve()
@@ -225,4 +285,162 @@ def register_uri(uri: Any) -> str:
             f"register_uri must be a URI or a path (a non-empty string), got {uri!r}; e.g. "
             "'s3://bucket/models/model.pt' or '/data/models/model.pt'"
         )
-    return str(uri)
+    return weights_uri(str(uri), "register_uri")
+
+
+def integer(value: Any, what: str, bounds: tuple[int, int] = INT64) -> int:
+    """An int within ``bounds`` (inclusive; numpy ints too, never a bool), as an ``int``.
+
+    Example:
+        >>> integer(3, "iteration", INT32)
+        3
+    """
+    low, high = bounds
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or not low <= number <= high:
+        accepted = "a non-negative int" if low == 0 else "an int"
+        raise InvalidArgumentError(
+            f"{what} must be {accepted} (at most {high}"
+            + (f", at least {low}" if low else "") + f"), got {value!r:.60}"
+        )
+    return number
+
+
+def free_text(value: Any, what: str) -> str:
+    """Free text (a comment, a design): a string a database keeps (no NUL, valid Unicode)."""
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"{what} must be a string, got {type(value).__name__} "
+                                   f"{value!r:.60}")  # fmt: skip
+    problem = _unicode_problem(value)
+    if problem:
+        raise InvalidArgumentError(f"{what} {_shown(value)}: {problem}")
+    return value
+
+
+def framework(value: Any) -> str | None:
+    """A framework name ("PyTorch", "TensorFlow"...): a string of at most 128 characters."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 128:
+        raise InvalidArgumentError(
+            f"framework must be a name of at most 128 characters such as 'PyTorch', got "
+            f"{value!r:.60}"
+        )
+    return name(value, "framework")
+
+
+def file_name(value: Any, what: str = "target_filename") -> str:
+    """A plain file name: no folder separators, not ``.`` or ``..``, at most
+    :data:`MAX_FILE_NAME` UTF-8 bytes, no control characters."""
+    checked = name(value, what)
+    if "/" in checked or "\\" in checked or checked in (".", ".."):
+        raise InvalidArgumentError(f"{what} must be a plain file name, got {checked!r}")
+    size = len(checked.encode("utf-8"))
+    if size > MAX_FILE_NAME:
+        raise InvalidArgumentError(
+            f"{what} {_shown(checked)} takes {size} bytes; file systems keep at most "
+            f"{MAX_FILE_NAME}"
+        )
+    return checked
+
+
+def weights_uri(value: Any, what: str = "weights_url") -> str:
+    """A URI (or path) of weights stored elsewhere: a non-empty string without control
+    characters, at most :data:`MAX_URI` UTF-8 bytes."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgumentError(f"{what} must be a non-empty string, got {value!r:.80}")
+    bad = next((i for i, c in enumerate(value) if unicodedata.category(c) == "Cc"), None)
+    problem = (f"it holds the control character {value[bad]!r} at position {bad}"
+               if bad is not None else _unicode_problem(value))  # fmt: skip
+    if problem is None and len(value.encode("utf-8")) > MAX_URI:
+        problem = f"it takes {len(value.encode('utf-8'))} bytes; at most {MAX_URI} are kept"
+    if problem:
+        raise InvalidArgumentError(f"{what} {_shown(value)}: {problem}")
+    return value
+
+
+def metadata_key(key: Any) -> str:
+    """A metadata key: a non-empty string of at most :data:`MAX_NAME` characters, without
+    control characters.
+
+    Example:
+        >>> metadata_key("val_loss")
+        'val_loss'
+    """
+    if not isinstance(key, str) or not key:
+        raise InvalidArgumentError(
+            f"metadata keys must be non-empty strings, got {type(key).__name__} {key!r:.80}"
+        )
+    problem = _text_problem(key)
+    if problem:
+        raise InvalidArgumentError(f"metadata key {_shown(key)}: {problem}")
+    return key
+
+
+def metadata_value(key: str, value: Any) -> Any:
+    """A metadata value as ClearML's ``set_metadata`` takes it: a string, a finite number,
+    a boolean, None, or a list, tuple or dict (string keys) of them; it is stored as its
+    ``str()``, which with the key fits :data:`MAX_INDEXED_BYTES`.
+
+    Raises:
+        InvalidArgumentError: NaN or infinity, another type (a function, a set, bytes), or a
+            value too long; the message names the key.
+
+    Example:
+        >>> metadata_value("val_loss", 0.25)
+        0.25
+    """
+    where = f"metadata[{key!r:.60}]"
+    if isinstance(value, numbers.Number) and not isinstance(value, (bool, int, float)):
+        if not isinstance(value, numbers.Real):  # complex, Decimal
+            raise InvalidArgumentError(
+                f"{where} is a {type(value).__name__} ({value!r:.60}); accepted: {_JSON_ACCEPTED}"
+            )
+        number = float(value)  # numpy scalars
+        if not math.isfinite(number):
+            raise InvalidArgumentError(f"{where} is {number!r}: numbers must be finite")
+        return value
+    _check_json(value, where)
+    try:
+        size = len(str(value).encode("utf-8")) + len(key.encode("utf-8"))
+    except ValueError:  # an int of more digits than Python converts
+        raise InvalidArgumentError(f"{where} is an int too large to store") from None
+    if size > MAX_INDEXED_BYTES:
+        raise InvalidArgumentError(
+            f"{where}: the key and the value take {size} bytes in UTF-8; at most "
+            f"{MAX_INDEXED_BYTES} are kept together (the registry indexes them); store long "
+            "values in the model's design (config_dict) or as a file"
+        )
+    return value
+
+
+def metadata(values: Any, what: str = "metadata") -> dict[str, Any]:
+    """``{key: value}`` or ``{key: {"value": ..., "type": ...}}`` (ClearML's shape), each key
+    and value checked by :func:`metadata_key` and :func:`metadata_value`."""
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise InvalidArgumentError(
+            f"{what} must be a dict of key to value, e.g. {{'val_loss': 0.25}}, got "
+            f"{type(values).__name__} {values!r:.80}"
+        )
+    for key, item in values.items():
+        metadata_key(key)
+        if isinstance(item, Mapping):
+            if "value" not in item:
+                raise InvalidArgumentError(
+                    f"{what}[{key!r}] must be a value, or a dict with 'value' (and optional "
+                    f"'type'), got {item!r:.80}"
+                )
+            metadata_value(key, item["value"])
+            kind = item.get("type")
+            if kind is not None and not isinstance(kind, str):
+                raise InvalidArgumentError(
+                    f"{what}[{key!r}]['type'] must be a string such as 'float', got {kind!r:.40}"
+                )
+        else:
+            metadata_value(key, item)
+    return dict(values)

@@ -31,6 +31,10 @@ class RegistryArgs(TypedDict, total=False):
             all); the current weights, the best version and bytes anything else references
             are never deleted (``Model.prune_versions``).
         publish_on_end: publish the best model when training ends without an exception.
+        snapshot_memory: the most bytes of host memory the copies of improvements written in
+            the background may hold (default: ``MODELBOOK_SNAPSHOT_MEMORY``, else 4 GiB or a
+            quarter of the machine's memory if less; 0 saves on the training thread). Past
+            it an improvement is saved on the training thread, with one warning.
 
     Example:
         >>> sorted(RegistryArgs.__annotations__)[:3]
@@ -46,6 +50,7 @@ class RegistryArgs(TypedDict, total=False):
     upload_uri: str | None
     keep_last: int | None
     publish_on_end: bool
+    snapshot_memory: int | None
 
 
 REGISTRY_ARGS = tuple(RegistryArgs.__annotations__)

@@ -1,10 +1,16 @@
-"""The registry side shared by the three callbacks; framework-free and used on rank zero only.
+"""The registry side shared by the callbacks; framework-free and used on rank zero only.
 
 A :class:`Registrar` finds or creates the task, adopts the model a previous session of the
 run registered, creates the ``OutputModel`` at the first improvement, hands each new best
 with its metadata to the core's upload queue (which stores it in the background), prunes old
 versions (``keep_last``, through the core's retention), publishes at the end, and turns every
 registry or storage failure into a warning: training never stops because of it.
+
+:meth:`Registrar.save` takes an improvement from the training thread: staged into host
+memory and written by a :class:`~modelbook.integrations._background.BackgroundWriter` when
+the framework can stage it, else written there and then. Registry calls from the training
+thread and from the writer's thread are serialised by one lock; versions are registered in
+the order of their improvements (an older snapshot finished after a newer one is dropped).
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +33,7 @@ import modelbook
 from modelbook import Model, OutputModel, Task, config, uploads, validate
 from modelbook.deferred import is_local
 from modelbook.errors import InvalidArgumentError, ModelbookError, NotFoundError
+from modelbook.integrations._background import BackgroundWriter, Slot, Stager, Write, memory_cap
 from modelbook.integrations.monitor import Decision, Monitor, as_scalar
 from modelbook.records import Metadata, to_metadata
 
@@ -48,12 +57,15 @@ class Snapshot:
         metadata: the model version's :data:`~modelbook.records.Metadata`.
         workdir: a private folder holding ``path``; deleted once handed to the upload queue.
             None for files that are not ours (the Trainer's checkpoint folder).
+        seq: the improvement's number in this run (0: unordered): a snapshot older than
+            one already registered is dropped.
     """
 
     path: Path
     iteration: int
     metadata: Metadata = field(default_factory=dict)
     workdir: Path | None = None
+    seq: int = 0
 
     def discard(self) -> None:
         if self.workdir is not None:
@@ -123,6 +135,7 @@ class Registrar:
         upload_uri: str | None = None,
         keep_last: int | None = None,
         publish_on_end: bool = False,
+        snapshot_memory: int | None = None,
     ) -> None:
         if task is not None and not isinstance(task, Task):
             raise InvalidArgumentError(f"task must be a modelbook Task, got {type(task).__name__}")
@@ -140,6 +153,8 @@ class Registrar:
         self.labels = validate.labels(labels) if labels is not None else None
         self.upload_uri = validate.destination(upload_uri) if upload_uri else None
         self.keep_last, self.publish_on_end = keep_last, bool(publish_on_end)
+        self._snapshot_memory = snapshot_memory
+        self.snapshot_memory = memory_cap(snapshot_memory)  # bytes; 0: always synchronous
         self._task = task
         self._explicit_task_id = task.id if task is not None else None
         self.task_id: str | None = self._explicit_task_id
@@ -150,6 +165,10 @@ class Registrar:
         self.registered = 0
         self.last_iteration: int | None = None  # of the newest best handed to the queue
         self._finished = False
+        self._lock = threading.RLock()  # registry calls: the training thread and the writer's
+        self.writer: BackgroundWriter | None = None
+        self._seq = 0  # improvements saved so far
+        self._newest = 0  # the seq of the newest snapshot handed to register()
 
     def arguments(self) -> dict[str, Any]:
         """The constructor arguments except ``task``, JSON-friendly."""
@@ -157,17 +176,22 @@ class Registrar:
             "project_name": self.project_name, "task_name": self.task_name,
             "model_name": self.model_name, "tags": list(self.tags), "labels": self.labels,
             "upload_uri": self.upload_uri, "keep_last": self.keep_last,
-            "publish_on_end": self.publish_on_end,
+            "publish_on_end": self.publish_on_end, "snapshot_memory": self._snapshot_memory,
         }  # fmt: skip
 
     # -- pickling and resume ----------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_task"] = state["_model"] = None  # clients stay in their process
+        state["_lock"] = state["writer"] = None  # so do threads and their buffers
         current = Task.current_task()
         if state["task_id"] is None and current is not None:
             state["task_id"] = current.id  # a spawned worker has no current task of its own
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     def state_dict(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "model_id": self.model_id}
@@ -197,13 +221,15 @@ class Registrar:
                 self.owner, self.task_name, self.project_name,
             )  # fmt: skip
         self._finished = False
-        ok, task = self.attempt("find or create the task", self._resolve_task)
-        if not ok or task is None:
-            return
-        if hparams:
-            params = dict(hparams)
-            self.attempt("record the hyper-parameters", lambda: task.connect(params, section))
-        self.attempt("look up the model registered earlier", lambda: self._adopt(task, monitor))
+        with self._lock:
+            ok, task = self.attempt("find or create the task", self._resolve_task)
+            if not ok or task is None:
+                return
+            if hparams:
+                params = dict(hparams)
+                self.attempt("record the hyper-parameters", lambda: task.connect(params, section))
+            self.attempt("look up the model registered earlier",
+                         lambda: self._adopt(task, monitor))  # fmt: skip
 
     def record(self, metrics: Mapping[str, Any], step: int) -> None:
         """Report the numeric ``metrics`` seen at an evaluation as the task's scalars (title
@@ -219,6 +245,8 @@ class Registrar:
                 if number is not None and math.isfinite(number):
                     logger.report_scalar(str(key), str(key), number, int(step))
 
+        # not under the lock: the reports are batched in memory (thread-safe), and the
+        # training thread must not wait while the writer's thread registers a version
         self.attempt("report the metrics", report)
 
     def staging(self, filename: str) -> tuple[Path, Path]:
@@ -227,30 +255,97 @@ class Registrar:
         A path in the upload spool when the model is reachable, so ``update_weights`` moves
         the file instead of copying it; else a temporary folder.
         """
-        ok, path = self.attempt("prepare the model", lambda: self._staging_path(filename))
+        with self._lock:
+            ok, path = self.attempt("prepare the model", lambda: self._staging_path(filename))
         if ok and path is not None:
             return path, path.parent
         workdir = Path(tempfile.mkdtemp(prefix="modelbook-"))
         return workdir / filename, workdir
 
+    def save(
+        self, filename: str, iteration: int, metadata: Metadata, write: Write,
+        stager: Stager | None = None,
+    ) -> None:  # fmt: skip
+        """Register an improvement as the model's next version, saved to ``filename``.
+
+        With a ``stager`` (the state can be copied into host memory) and room under the
+        snapshot memory cap, the state is copied and this returns; the writer's thread then
+        serialises the copy and registers it. Otherwise ``write(path)`` saves the live state
+        here and it is registered at once. Never raises for registry or storage failures.
+        """
+        self._seq += 1
+        seq = self._seq
+        if stager is not None and self.snapshot_memory > 0:
+            writer = self.writer
+            if writer is None:
+                writer = self.writer = BackgroundWriter(self.owner, self.snapshot_memory,
+                                                        self._deliver)  # fmt: skip
+            slot = writer.reserve(stager.nbytes)
+            if slot is not None:
+                try:
+                    slot.buffers, staged = stager.stage(slot.buffers)
+                except Exception as exc:  # a state the copy cannot take: saved as usual
+                    writer.cancel(slot)
+                    log.warning("%s: could not copy the state of step %d into memory (%s: %s); "
+                                "saving it on the training thread", self.owner, iteration,
+                                type(exc).__name__, exc)  # fmt: skip
+                else:
+                    slot.nbytes = stager.nbytes
+                    writer.submit(slot, staged, filename, iteration=iteration,
+                                  metadata=metadata, seq=seq)  # fmt: skip
+                    return
+        path, workdir = self.staging(filename)
+        snapshot = Snapshot(path, iteration, metadata, workdir, seq)
+        saved, _ = self.attempt("save the weights", partial(write, path))
+        if not saved:
+            snapshot.discard()
+            return
+        self.register(snapshot)
+
     def register(self, snapshot: Snapshot) -> bool:
         """Queue ``snapshot`` as the model's newest version (stored in the background).
         Returns whether it was queued; if not, it is kept and retried at the end unless a
-        newer best replaces it."""
-        if self.pending is not None and self.pending is not snapshot:
-            self.pending.discard()
-        self.pending = snapshot
-        ok, _ = self.attempt(f"register the model at step {snapshot.iteration}",
-                              lambda: self._store(snapshot))  # fmt: skip
-        if not ok:
-            return False
-        self.pending = None
-        snapshot.discard()
-        self.registered += 1
-        self.last_iteration = snapshot.iteration
-        if self.keep_last is not None:
-            self.attempt("delete old snapshots", self._prune)
-        return True
+        newer best replaces it. A snapshot older than one registered before is dropped."""
+        with self._lock:
+            if snapshot.seq and snapshot.seq < self._newest:
+                log.info("%s: the snapshot of step %d was dropped: a newer best was registered "
+                         "before it was written", self.owner, snapshot.iteration)  # fmt: skip
+                snapshot.discard()
+                return False
+            self._newest = max(self._newest, snapshot.seq)
+            if self.pending is not None and self.pending is not snapshot:
+                self.pending.discard()
+            self.pending = snapshot
+            ok, _ = self.attempt(f"register the model at step {snapshot.iteration}",
+                                  lambda: self._store(snapshot))  # fmt: skip
+            if not ok:
+                return False
+            self.pending = None
+            snapshot.discard()
+            self.registered += 1
+            self.last_iteration = snapshot.iteration
+            if self.keep_last is not None:
+                self.attempt("delete old snapshots", self._prune)
+            return True
+
+    def _deliver(self, slot: Slot) -> None:
+        """On the writer's thread: serialise a staged snapshot, then register it."""
+        if slot.seq < self._newest or slot.write is None:
+            return  # a newer best was registered (saved synchronously) meanwhile
+        path, workdir = self.staging(slot.filename)
+        snapshot = Snapshot(path, slot.iteration, slot.metadata, workdir, slot.seq)
+        what = f"save the snapshot of step {slot.iteration}"
+        try:
+            saved, _ = self.attempt(what, partial(slot.write, path))
+        except Exception as exc:  # a serialisation error: reported like a registry failure
+            with self._lock:
+                self.failures.append(f"could not {what}: {type(exc).__name__}: {exc}")
+            log.error("%s: could not %s: %s: %s", self.owner, what, type(exc).__name__, exc)
+            saved = False
+        if not saved:
+            snapshot.discard()
+            return
+        self.register(snapshot)
 
     def finish(self, success: bool) -> None:
         """Training ended: retry a pending best, wait (bounded) for the upload queue, check
@@ -258,14 +353,26 @@ class Registrar:
         if self._finished:  # a hook that raised at the end is followed by on_exception
             return
         self._finished = True
+        wait = config.upload_timeout()  # what is left keeps uploading in the background
+        if self.writer is not None:  # not under the lock: the writer registers through it
+            unwritten = self.writer.close(wait)
+            if unwritten:
+                self.failures.append(
+                    f"snapshot(s) of step(s) {unwritten} still being written after {wait:.0f} "
+                    "s; they are registered in the background when done"
+                )
         if self.pending is not None:
             self.register(self.pending)
-        wait = config.upload_timeout()  # what is left keeps uploading in the background
+        # not under the lock either: a writer still running registers through it
         ok, left = self.attempt("wait for uploads", lambda: OutputModel.wait_for_uploads(wait))
-        settled = ok and not left
+        with self._lock:
+            self._settle(success, wait, settled=ok and not left, left=len(left or []))
+
+    def _settle(self, success: bool, wait: float, settled: bool, left: int) -> None:
+        """After the uploads: check, prune, publish, and report the failures."""
         if left and self._online():  # the registry away is no failure: the core said so
             self.failures.append(
-                f"{len(left)} upload(s) still pending after {wait:.0f} s; they stay "
+                f"{left} upload(s) still pending after {wait:.0f} s; they stay "
                 "in the spool and resume in the background or in the next process"
             )
         model = self._model
@@ -284,7 +391,7 @@ class Registrar:
                 f"{self.owner}: {len(self.failures)} registry operation(s) failed during "
                 f"training; first: {self.failures[0]}; last: {self.failures[-1]}.{kept}",
                 RegistryWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     def attempt(self, what: str, fn: Callable[[], T]) -> tuple[bool, T | None]:

@@ -8,15 +8,29 @@ registers, so ``EarlyStopping(restore_best_weights=True)`` does not change what 
 Keras has no place for callback state in its checkpoints: on resume, pass the same task
 (``task=Task.get_task(task_id=...)``) and the callback continues that task's model, seeded with
 the best value the registry holds, so a worse model is never registered as the best.
+
+Background saving (``save_weights_only=True``, on the torch and JAX backends running on the
+CPU): at an improvement the variables of the model and its optimizer are copied into a clone
+(built once, reused) and the clone's ``save_weights`` runs on the writer's thread. At the
+first improvement both are saved and compared byte for byte; if the clone's file differs
+(a layer whose state a clone does not carry), every improvement is saved on the training
+thread. TensorFlow, GPUs and full ``.keras`` saves stay on the training thread: Keras does
+not promise that a variable may be read from another thread while ``fit`` updates it there.
 """
 
 from __future__ import annotations
 
+import filecmp
+import logging
+import shutil
+import tempfile
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 try:
     import keras
+    import numpy as np
 except ImportError as exc:  # pragma: no cover - exercised without keras installed
     raise ImportError(
         "modelbook.integrations.keras needs Keras 3: pip install 'modelbook[keras]'"
@@ -24,13 +38,13 @@ except ImportError as exc:  # pragma: no cover - exercised without keras install
 
 from modelbook import Framework
 from modelbook.integrations._callback import RegistryArgs, SharedCallback
-from modelbook.integrations._registry import Snapshot
 from modelbook.integrations.monitor import Monitor
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = ["ModelbookCallback"]
+log = logging.getLogger("modelbook")
 
 
 class ModelbookCallback(SharedCallback, keras.callbacks.Callback):
@@ -81,10 +95,13 @@ class ModelbookCallback(SharedCallback, keras.callbacks.Callback):
         super().__init__()
         checked = Monitor(monitor, mode, min_delta, name=type(self).__name__)
         self._setup(checked, save_weights_only, registry)
+        self._background: bool | None = None  # None: not checked yet (first improvement)
+        self._spare: list[keras.Model] = []  # the clone checked at the first improvement
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         optimizer = getattr(self.model, "optimizer", None)
         hparams = optimizer.get_config() if optimizer is not None else None
+        self._background, self._spare = None, []  # checked again for this model
         self.registrar.start(self.monitor, hparams, section="optimizer")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -95,23 +112,115 @@ class ModelbookCallback(SharedCallback, keras.callbacks.Callback):
         if not decision.improved:
             return
         suffix = ".weights.h5" if self.save_weights_only else ".keras"
-        path, workdir = self.registrar.staging(f"model-step{step}{suffix}")
-        snapshot = Snapshot(path, step, workdir=workdir)
-        save = self.model.save_weights if self.save_weights_only else self.model.save
-        saved, _ = self.registrar.attempt("save the model", partial(save, str(path)))
-        if not saved:
-            snapshot.discard()
-            return
         extra = {"keras_backend": keras.backend.backend()}
-        snapshot.metadata = self._metadata(decision, logs, epoch=epoch, step=step, extra=extra)
-        self.registrar.register(snapshot)
+        metadata = self._metadata(decision, logs, epoch=epoch, step=step, extra=extra)
+        save = self.model.save_weights if self.save_weights_only else self.model.save
+        write, stager = partial(_save, save), None
+        if self.save_weights_only and self.registrar.snapshot_memory > 0:
+            if self._background is None:  # the first improvement: saved here, clone checked
+                write, self._spare = self._check_clone()
+                self._background = bool(self._spare)
+            elif self._background:
+                stager = _KerasStager(self.model, self._spare)
+        self.registrar.save(f"model-step{step}{suffix}", step, metadata, write, stager)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self.registrar.finish(success=True)
         self.monitor.raise_if_never_seen()
+
+    def _check_clone(self) -> tuple[Any, list[keras.Model]]:
+        """Save the model now, and a clone holding a copy of its variables: if both files
+        are the same bytes, later improvements copy into clones saved in the background.
+        Returns the writer of this improvement (the model's file) and the clones to use."""
+        model = self.model
+        folder = Path(tempfile.mkdtemp(prefix="modelbook-keras-"))
+        mine = folder / "model.weights.h5"
+        model.save_weights(str(mine))
+        try:
+            if not _on_cpu(model):
+                return partial(_move, mine, folder), []
+            clone = _clone(model)
+            _copy(model, clone)
+            clone.save_weights(str(folder / "clone.weights.h5"))
+            same = filecmp.cmp(mine, folder / "clone.weights.h5", shallow=False)
+        except Exception as exc:  # a model Keras cannot clone: saved on the training thread
+            log.info("%s: saving on the training thread: cannot clone the model (%s: %s)",
+                     type(self).__name__, type(exc).__name__, exc)  # fmt: skip
+            return partial(_move, mine, folder), []
+        if not same:
+            log.info("%s: saving on the training thread: a clone of the model does not save "
+                     "to the same bytes", type(self).__name__)  # fmt: skip
+            return partial(_move, mine, folder), []
+        return partial(_move, mine, folder), [clone]
 
     def _global_step(self, epoch: int) -> int:
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None:
             return epoch
         return int(optimizer.iterations)
+
+
+class _KerasStager:
+    """Copies the variables of a model and its optimizer into a clone (the buffers: one
+    reused per snapshot slot) that the writer's thread saves with ``save_weights``."""
+
+    def __init__(self, model: keras.Model, spare: list[keras.Model]) -> None:
+        self.model, self.spare = model, spare
+
+    @property
+    def nbytes(self) -> int:
+        return sum(keras.ops.convert_to_numpy(v).nbytes for v in _variables(self.model))
+
+    def stage(self, buffers: keras.Model | None) -> tuple[keras.Model, Any]:
+        clone = buffers or (self.spare.pop() if self.spare else _clone(self.model))
+        _copy(self.model, clone)
+        return clone, partial(_save, clone.save_weights)
+
+
+def _save(save: Any, path: Path) -> None:
+    save(str(path))
+
+
+def _move(source: Path, folder: Path, path: Path) -> None:
+    shutil.move(source, path)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _on_cpu(model: keras.Model) -> bool:
+    """The backend lets another thread read a copy while fit goes on: torch or JAX, CPU."""
+    backend = keras.backend.backend()
+    if backend == "torch":
+        return all(v.value.device.type == "cpu" for v in model.weights)
+    if backend == "jax":
+        import jax
+
+        return bool(jax.default_backend() == "cpu")
+    return False
+
+
+def _variables(model: keras.Model) -> list[Any]:
+    optimizer = getattr(model, "optimizer", None)
+    return list(model.weights) + (list(optimizer.variables) if optimizer is not None else [])
+
+
+def _clone(model: keras.Model) -> keras.Model:
+    """The same layers (names included) and a fresh optimizer of the same configuration."""
+    clone = keras.models.clone_model(model)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        fresh = type(optimizer).from_config(optimizer.get_config())
+        clone.compile(optimizer=fresh)
+        fresh.build(clone.trainable_variables)
+    mine, theirs = _variables(model), _variables(clone)
+    kinds = [[(tuple(v.shape), v.dtype) for v in variables] for variables in (mine, theirs)]
+    if kinds[0] != kinds[1]:
+        raise ValueError("the clone's variables differ from the model's")
+    return clone
+
+
+def _copy(model: keras.Model, clone: keras.Model) -> None:
+    """Each variable's value into the clone's (a copy: training goes on with the model's)."""
+    jax = keras.backend.backend() == "jax"  # its arrays may be donated to the next step
+    for source, target in zip(_variables(model), _variables(clone), strict=True):
+        value = keras.ops.convert_to_numpy(source)
+        target.assign(np.array(value) if jax else value)

@@ -30,6 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised without torch install
 from modelbook import Framework
 from modelbook.integrations._callback import RegistryArgs, SharedCallback
 from modelbook.integrations._registry import Snapshot
+from modelbook.integrations._torch_snapshot import TorchStager
 from modelbook.integrations.monitor import Decision, Monitor, as_scalar
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ class _Package(NamedTuple):
     callback: type
     trainer: type
     fitting: Any  # its TrainerFn.FITTING
+    strategy: type  # its Strategy base class
+    torch_io: type  # its TorchCheckpointIO
 
 
 def _load(name: str, module: str) -> _Package:
@@ -55,7 +58,10 @@ def _load(name: str, module: str) -> _Package:
     root = importlib.import_module(name)
     pl = importlib.import_module(module)
     states = importlib.import_module(f"{module}.trainer.states")
-    return _Package(name, root.__version__, pl.Callback, pl.Trainer, states.TrainerFn.FITTING)
+    strategies = importlib.import_module(f"{module}.strategies")
+    plugins = importlib.import_module(f"{module}.plugins")
+    return _Package(name, root.__version__, pl.Callback, pl.Trainer, states.TrainerFn.FITTING,
+                    strategies.Strategy, plugins.TorchCheckpointIO)  # fmt: skip
 
 
 def _installed() -> tuple[_Package, ...]:
@@ -116,6 +122,11 @@ class ModelbookCallback(SharedCallback, _Callback):
         save_weights_only: register ``model.state_dict()`` (a ``.pt`` file loadable with
             ``load_state_dict``); False registers ``trainer.save_checkpoint``'s full ``.ckpt``
             (a folder, for sharded strategies, goes up as a zip package).
+
+    Saving stalls training only for a copy into host memory: the state dict, or the dict
+    ``trainer.save_checkpoint`` would write (optimizer state included), is copied into
+    reused buffers and written and registered in the background. Sharded strategies and a
+    custom ``CheckpointIO`` keep their own synchronous save.
 
     Raises:
         InvalidArgumentError: a bad argument (checked here, before training).
@@ -196,25 +207,72 @@ class ModelbookCallback(SharedCallback, _Callback):
     def _register(self, trainer: Trainer, decision: Decision, metrics: dict[str, float]) -> None:
         step, zero = trainer.global_step, trainer.is_global_zero
         name = f"model-step{step}" + (".pt" if self.save_weights_only else ".ckpt")
+        extra = {"strategy": type(trainer.strategy).__name__}
+        meta = partial(self._metadata, decision, metrics, epoch=trainer.current_epoch, step=step,
+                       extra=extra)  # fmt: skip
         # every rank takes part: gathering a sharded model and saving a checkpoint are collective
-        path, workdir = _from_rank_zero(trainer, self.registrar.staging(name) if zero else None)
-        snapshot = Snapshot(path, step, workdir=workdir)
         if self.save_weights_only:
             state = trainer.strategy.lightning_module_state_dict()
             if zero:
-                save = partial(torch.save, state, path)
-                saved, _ = self.registrar.attempt("save the weights", save)
-                if not saved:
-                    snapshot.discard()
-                    return
-        else:
-            trainer.save_checkpoint(path)
+                write = partial(torch.save, state)
+                self.registrar.save(name, step, meta(), write, TorchStager.of(state))
+            return
+        io = _plain_io(trainer)
+        if io is not None:  # the dict trainer.save_checkpoint would hand its CheckpointIO
+            checkpoint = _checkpoint(trainer)
+            if zero:
+                write = partial(io.save_checkpoint, checkpoint)
+                stager = TorchStager.of(checkpoint, _save_as_io)
+                self.registrar.save(name, step, meta(), write, stager)
+            return
+        # a sharded strategy's collective save (or a CheckpointIO of the user's): synchronous
+        path, workdir = _from_rank_zero(trainer, self.registrar.staging(name) if zero else None)
+        snapshot = Snapshot(path, step, workdir=workdir)
+        trainer.save_checkpoint(path)
         if zero:
-            extra = {"strategy": type(trainer.strategy).__name__}
-            epoch = trainer.current_epoch
-            snapshot.metadata = self._metadata(decision, metrics, epoch=epoch, step=step,
-                                               extra=extra)  # fmt: skip
+            snapshot.metadata = meta()
             self.registrar.register(snapshot)
+
+
+class _Capture:
+    """Stands in for the strategy's ``CheckpointIO``: keeps the checkpoint it is handed."""
+
+    checkpoint: dict[str, Any] | None = None
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
+                        ) -> None:  # fmt: skip
+        self.checkpoint = checkpoint
+
+
+def _plain_io(trainer: Trainer) -> Any:
+    """The strategy's ``TorchCheckpointIO`` when the strategy saves through it unchanged
+    (not sharded, no CheckpointIO of the user's): its checkpoint can be copied and written
+    in the background. Else None."""
+    package, strategy = _package(trainer), trainer.strategy
+    io = strategy.checkpoint_io
+    base = package.strategy.save_checkpoint  # type: ignore[attr-defined]
+    same = type(strategy).save_checkpoint is base
+    return io if same and type(io) is package.torch_io else None
+
+
+def _save_as_io(checkpoint: Any, path: Any) -> None:
+    """``torch.save`` as ``TorchCheckpointIO`` calls it, into a stream: the archive inside
+    is then named "archive", not after the file, and the bytes are the same."""
+    with open(path, "wb") as stream:
+        torch.save(checkpoint, stream)
+
+
+def _checkpoint(trainer: Trainer) -> dict[str, Any] | None:
+    """What ``trainer.save_checkpoint`` hands the strategy's ``CheckpointIO`` (on global
+    rank zero; None on the others): every callback and hook runs as for a saved file."""
+    strategy, capture = trainer.strategy, _Capture()
+    io = strategy.checkpoint_io
+    strategy.checkpoint_io = capture  # type: ignore[assignment]
+    try:
+        trainer.save_checkpoint("modelbook-snapshot.ckpt")  # nothing is written
+    finally:
+        strategy.checkpoint_io = io
+    return capture.checkpoint
 
 
 def _from_rank_zero(trainer: Trainer, value: T | None) -> T:

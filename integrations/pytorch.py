@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised without torch install
 from modelbook import Framework
 from modelbook.errors import InvalidArgumentError
 from modelbook.integrations._callback import RegistryArgs, SharedCallback
-from modelbook.integrations._registry import Snapshot
+from modelbook.integrations._torch_snapshot import TorchStager
 from modelbook.integrations.monitor import Decision, Monitor
 
 if TYPE_CHECKING:
@@ -235,15 +235,13 @@ class BestModel(SharedCallback):
         payload = self._payload(model_or_state)
         if not zero:
             return
-        path, workdir = self.registrar.staging(f"model-step{step}.pt")
-        snapshot = Snapshot(path, step, workdir=workdir)
-        saved, _ = self.registrar.attempt("save the weights", partial(torch.save, payload, path))
-        if not saved:
-            snapshot.discard()
-            return
         extra = {"world_size": dist.get_world_size()} if _distributed() else None
-        snapshot.metadata = self._metadata(decision, metrics, epoch=epoch, step=step, extra=extra)
-        self.registrar.register(snapshot)
+        metadata = self._metadata(decision, metrics, epoch=epoch, step=step, extra=extra)
+        # a state dict is copied into memory and written in the background; a whole module
+        # (save_weights_only=False) is pickled on the training thread
+        stager = TorchStager.of(payload) if isinstance(payload, Mapping) else None
+        self.registrar.save(f"model-step{step}.pt", step, metadata,
+                            partial(torch.save, payload), stager)  # fmt: skip
 
     def _payload(self, model_or_state: torch.nn.Module | Mapping[str, Any]) -> Any:
         if isinstance(model_or_state, torch.nn.Module):

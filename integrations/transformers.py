@@ -7,7 +7,10 @@ registers the ``save_pretrained`` folder, or the Trainer's ``checkpoint-N`` fold
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,6 +32,7 @@ except ImportError as exc:  # pragma: no cover - exercised without transformers 
 from modelbook import Framework
 from modelbook.integrations._callback import RegistryArgs, SharedCallback
 from modelbook.integrations._registry import Snapshot
+from modelbook.integrations._torch_snapshot import TorchStager
 from modelbook.integrations.monitor import Decision, Monitor
 
 if TYPE_CHECKING:
@@ -57,6 +61,11 @@ class ModelbookCallback(SharedCallback, TrainerCallback, ExportableState):
         save_weights_only: register the ``save_pretrained`` folder; False registers the
             Trainer's ``checkpoint-N`` folder (optimizer, scheduler and RNG state included),
             asking the Trainer to save at each improvement.
+
+    With ``save_weights_only``, an improvement stalls training only for a copy of the
+    weights into host memory (and for writing the tokenizer's files): ``save_pretrained``
+    then writes the config and the safetensors from the copy in the background. Quantized,
+    tensor-parallel and offloaded models are saved on the training thread.
 
     Raises:
         InvalidArgumentError: a bad argument (checked here, or when training starts).
@@ -191,19 +200,43 @@ class ModelbookCallback(SharedCallback, TrainerCallback, ExportableState):
         self._full_pending = None
 
     def _register_pretrained(self, step: int, meta: dict, kwargs: dict[str, Any]) -> None:
-        folder, workdir = self.registrar.staging(f"model-step{step}")
-        snapshot = Snapshot(folder, step, meta, workdir)
+        model, tokenizer = kwargs["model"], kwargs.get("processing_class")
+        tokenizer = tokenizer if hasattr(tokenizer, "save_pretrained") else None
 
-        def save() -> None:
-            for part in (kwargs["model"], kwargs.get("processing_class")):  # + the tokenizer
-                if part is not None and hasattr(part, "save_pretrained"):
+        def save(folder: Path) -> None:
+            for part in (model, tokenizer):
+                if part is not None:
                     part.save_pretrained(folder)
 
-        saved, _ = self.registrar.attempt("save the model", save)
-        if saved:
-            self.registrar.register(snapshot)
-        else:
-            snapshot.discard()
+        background = self.registrar.snapshot_memory > 0
+        stager = _stager(model, tokenizer) if background else None
+        self.registrar.save(f"model-step{step}", step, meta, save, stager)
+
+
+def _stager(model: Any, tokenizer: Any) -> TorchStager | None:
+    """Stages ``model``'s weights for ``save_pretrained(folder, state_dict=copy)`` in the
+    background; the tokenizer's files are written now (a fast tokenizer may not be used from
+    two threads) and copied in after. None where ``save_pretrained`` would not save the
+    state dict handed to it as is (quantized, tensor-parallel or offloaded models)."""
+    if not hasattr(model, "save_pretrained") or any(
+        getattr(model, name, None) for name in ("hf_quantizer", "_tp_size", "hf_device_map")
+    ):
+        return None
+    files: tempfile.TemporaryDirectory[str] | None = None
+    if tokenizer is not None:
+        files = tempfile.TemporaryDirectory(prefix="modelbook-tokenizer-")
+        tokenizer.save_pretrained(files.name)
+    return TorchStager.of(model.state_dict(), partial(_save_pretrained, model, files))
+
+
+def _save_pretrained(
+    model: Any, files: tempfile.TemporaryDirectory[str] | None, state: Any, folder: Path
+) -> None:
+    """On the writer's thread: the model's folder from the staged ``state``, then the
+    tokenizer's files (deleted with ``files``, when the snapshot is dropped)."""
+    model.save_pretrained(folder, state_dict=state)
+    if files is not None:
+        shutil.copytree(files.name, folder, dirs_exist_ok=True)
 
 
 def _resolve_monitor(config: Mapping[str, Any], args: Args, owner: str) -> Monitor:

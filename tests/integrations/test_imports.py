@@ -52,7 +52,7 @@ def test_every_adapter_exposes_modelbook_callback_with_the_same_parameters():
 
     assert list(RegistryArgs.__annotations__) == [
         "task", "project_name", "task_name", "model_name", "tags", "labels", "upload_uri",
-        "keep_last", "publish_on_end",
+        "keep_last", "publish_on_end", "snapshot_memory",
     ]  # fmt: skip
 
 
