@@ -8,7 +8,11 @@
   and size are kept in :class:`~modelbook.server.stored.StoredIndex`. With the
   header ``X-Modelbook-Sha256`` (one file only) the server keeps the file only if its
   sha256 matches. Answers ``200`` with the JSON list of stored paths, like ClearML.
-* ``GET`` / ``HEAD /files/<path>``: the bytes, with ``Content-Length``.
+* ``PUT /files/<path>``: modelbook's raw upload (:mod:`modelbook.server.raw_upload`): the
+  body is the file, optionally followed by its sha256 (``X-Modelbook-Trailer: sha256``; or
+  the digest up front in ``X-Modelbook-Sha256``); a ``Content-Length`` is required. Written
+  straight to a temporary file, fsynced once, checked and renamed as a ``POST`` upload is.
+* ``GET`` / ``HEAD /files/<path>``: the bytes, with ``Content-Length``, in 1 MiB pieces.
 * ``DELETE /files/<path>``: removes a file; 404 if there is none, 409 if a model references
   it. An upload onto a file a published model references is refused (409); onto one an
   older version references, the old bytes are kept under a version-specific name
@@ -41,6 +45,13 @@ from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, R
 from modelbook.server.envelope import ApiError
 from modelbook.server.ownership import FilesObjects, ReferencedFileError
 from modelbook.server.paths import RESERVED_PREFIX, UnsafePathError, resolve_client_path
+from modelbook.server.raw_upload import (
+    TRAILER_HEADER,
+    TRAILERS,
+    BodyError,
+    RawReceiver,
+    pump,
+)
 from modelbook.server.settings import ServerSettings
 from modelbook.server.stored import StoredIndex
 from modelbook.server.tokens import TokenService
@@ -54,6 +65,8 @@ log = logging.getLogger("modelbook.server.files")
 TMP_DIR = RESERVED_PREFIX + "-tmp"
 SHA256_HEADER = "x-modelbook-sha256"
 _STALE_TMP_SECONDS = 24 * 3600
+#: Bytes per piece of a download (Starlette's default, 64 KiB, costs a thread hop each).
+DOWNLOAD_CHUNK = 1024 * 1024
 
 
 class FilesError(Exception):
@@ -138,10 +151,11 @@ class _UploadSink:
         root: Path,
         expected_sha256: str | None,
         index: StoredIndex | None = None,
-        before_replace: Callable[[Path], None] | None = None,
+        before_replace: Callable[..., None] | None = None,
     ) -> list[str]:
         """Check the expected hash, then rename every received file into place
-        (``before_replace`` sees each target first and may refuse or move what is there)."""
+        (``before_replace(target, check_only)`` sees each target first and may refuse or
+        move what is there). Nothing changes unless every part can be stored."""
         if not self.done:
             raise FilesError(400, "the upload holds no file part")
         if expected_sha256 is not None:
@@ -152,13 +166,17 @@ class _UploadSink:
                 raise FilesError(
                     400, f"upload corrupted: sha256 {actual} received, {expected_sha256} sent"
                 )
-        for part in self.done:  # every part is checked before any is renamed into place
-            try:
-                part.target.parent.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):
-                raise FilesError(400, f"a parent of {part.target.name!r} is a file") from None
+        targets = {part.target for part in self.done}
+        for part in self.done:  # every part is checked before anything changes
+            folder = next(p for p in part.target.parents if p.exists() or p in targets)
+            if folder in targets or not folder.is_dir():
+                raise FilesError(400, f"a parent of {part.target.name!r} is a file")
             if part.target.is_dir():
                 raise FilesError(400, f"{part.target.relative_to(root)} is a folder")
+            if before_replace is not None:
+                before_replace(part.target, True)
+        for part in self.done:
+            part.target.parent.mkdir(parents=True, exist_ok=True)
             if before_replace is not None:
                 before_replace(part.target)
         saved = []
@@ -233,6 +251,8 @@ class FilesServer:
             await self._authorize(request)
             if request.method == "POST":
                 return await self._upload(request, path)
+            if request.method == "PUT":
+                return await self._upload_raw(request, path)
             if request.method in ("GET", "HEAD"):
                 return self._download(path)
             if request.method == "DELETE":
@@ -280,17 +300,65 @@ class FilesServer:
             sink.cleanup()
         return JSONResponse(saved)
 
+    async def _upload_raw(self, request: Request, path: str) -> Response:
+        if path.startswith("/"):  # "/files//x": a URL path has no leading slash of its own
+            raise FilesError(400, f"path {path!r} is not allowed: it has an empty segment")
+        target = self._target(path)
+        declared = request.headers.get("content-length", "")
+        if not declared.isdigit():
+            raise FilesError(411, "a PUT upload needs a Content-Length header (or POST "
+                                  "multipart/form-data, which may stream without one)")  # fmt: skip
+        trailer = request.headers.get(TRAILER_HEADER)
+        if trailer is not None and trailer.strip().lower() not in TRAILERS:
+            raise FilesError(400, f"{TRAILER_HEADER}: {trailer!r} is not accepted; accepted: "
+                                  f"{', '.join(TRAILERS)}")  # fmt: skip
+        size = int(declared) - (TRAILERS["sha256"] if trailer else 0)
+        if size > self.max_upload:
+            raise FilesError(413, f"upload of {size} bytes exceeds the limit {self.max_upload}")
+        if target.is_dir():
+            raise FilesError(400, f"{path!r} is a folder on this server")
+        sink = _UploadSink(self.root, self.tmp_dir, "")
+        tmp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
+        sink.current = part = _Part(target=target, tmp=tmp, fh=open(tmp, "wb"))  # noqa: SIM115
+        receiver: RawReceiver | None = None
+        try:
+            receiver = RawReceiver(part.fh, int(declared), trailer=trailer is not None)
+            await pump(request.stream(), receiver)
+            expected = receiver.expected_sha256() or request.headers.get(SHA256_HEADER)
+            part.digest, part.size = receiver.digest, receiver.size
+            await run_in_threadpool(receiver.finish)  # flush, fsync, close: off the loop
+            sink.current, sink.done = None, [part]
+            saved = await run_in_threadpool(
+                sink.commit, self.root, expected, self.index, self.objects.before_overwrite
+            )
+        except BodyError as exc:
+            raise FilesError(400, f"malformed upload body: {exc}") from None
+        except ReferencedFileError as exc:
+            raise FilesError(409, str(exc)) from None
+        except ClientDisconnect:
+            raise FilesError(400, "the client disconnected during the upload") from None
+        except OSError as exc:
+            log.error("upload failed: %s", exc)
+            raise FilesError(500, f"could not store the upload: {exc.strerror}") from None
+        finally:
+            if receiver is not None:
+                receiver.close()  # stops its writeback thread (done already on success)
+            sink.cleanup()
+        return JSONResponse(saved)
+
     def _download(self, path: str) -> Response:
         target = self._target(path)
         if not target.is_file():
             raise FilesError(404, f"no file {path!r}")
-        return FileResponse(
+        response = FileResponse(
             target,
             media_type="application/octet-stream",
             filename=target.name,
             content_disposition_type="attachment",
             headers={"X-Content-Type-Options": "nosniff"},
         )
+        response.chunk_size = DOWNLOAD_CHUNK
+        return response
 
     def _delete(self, path: str) -> Response:
         target = self._target(path)
@@ -302,7 +370,7 @@ class FilesServer:
             raise FilesError(409, str(exc)) from None
         try:
             target.unlink()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # or a parent is a file
             raise FilesError(404, f"no file {path!r}") from None
         self.index.forget(target)
         return JSONResponse({"deleted": True})

@@ -524,5 +524,7 @@ class HttpBackend(Backend):
         from modelbook.storage.http import HttpFilesDriver
 
         if uri == self.files_host or uri.startswith(self.files_host + "/"):
-            return HttpFilesDriver(self.files_host, self.client)
+            # a modelbook server takes raw uploads; asked when the first upload starts
+            raw = lambda: self.dialect == "modelbook"  # noqa: E731
+            return HttpFilesDriver(self.files_host, self.client, raw_upload=raw)
         return HttpFilesDriver(None, None)

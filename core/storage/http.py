@@ -1,12 +1,21 @@
-"""The files-server driver: ClearML's upload protocol over HTTP(S).
+"""The files-server driver: ClearML's upload protocol over HTTP(S), and a raw upload to a
+``modelbook server``.
 
-* ``put``: ``POST <files host>/`` with one ``multipart/form-data`` part whose name is the
-  destination path. The body streams from the file (never read into memory) with a
-  ``Content-Length``; the sha256 is computed first and sent as ``X-Modelbook-Sha256``, so a
-  modelbook server keeps the file only if every byte arrived. Connection failures and
-  5xx answers are retried (3 attempts), a 401 once after logging in again.
-* ``get``: ``GET`` streamed to a temporary file next to the destination, renamed when the
-  byte count matches ``Content-Length``.
+* ``put`` to a ``modelbook server`` (the backend says which kind it talks to): ``PUT <files
+  host>/<path>`` whose body is the file's bytes, then the 64 hex characters of their sha256
+  (``X-Modelbook-Trailer: sha256``). The file is read once, in 1 MiB pieces into a reused
+  buffer, hashed and handed to the socket in the same pass; the server hashes what arrives
+  and keeps the file only if the trailer matches. A digest the caller knows already is sent
+  as ``X-Modelbook-Sha256`` instead and the client hashes nothing.
+* ``put`` to a ClearML files server: ``POST <files host>/`` with one ``multipart/form-data``
+  part whose name is the destination path (ClearML's protocol), streamed from the file with a
+  ``Content-Length``; the sha256 is computed first and sent as ``X-Modelbook-Sha256`` (a
+  ClearML server ignores it).
+* Either upload: connection failures and 5xx answers are retried (3 attempts), a 401 once
+  after logging in again; a source that shrinks while it is sent fails the upload.
+* ``get``: ``GET`` streamed in 1 MiB pieces to a temporary file next to the destination,
+  written back to disk while it arrives (:class:`~modelbook.storage.writeback.WriteBehind`),
+  fsynced and renamed when the byte count matches ``Content-Length``.
 * ``delete``: ``DELETE``; ``exists``: ``HEAD``.
 
 The Bearer token of the HTTP backend goes only to URLs under its files host (as ClearML
@@ -16,15 +25,18 @@ with ``backend.driver_for(uri)``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from modelbook.errors import StorageError, UploadError
 from modelbook.storage.base import CHUNK, StorageDriver, StoredObject, sha256_file
+from modelbook.storage.writeback import WriteBehind
 
 if TYPE_CHECKING:
     import requests
@@ -32,6 +44,10 @@ if TYPE_CHECKING:
     from modelbook.backends.api_client import ApiClient
 
 SHA256_HEADER = "X-Modelbook-Sha256"
+#: A raw upload whose body ends with the hex sha256 of the bytes before it.
+TRAILER_HEADER = "X-Modelbook-Trailer"
+TRAILER_SHA256 = "sha256"
+TRAILER_LENGTH = 64
 UPLOAD_ATTEMPTS = 3
 #: (connect, read) seconds; the read timeout is per received chunk, not per file.
 TIMEOUT = (10.0, 300.0)
@@ -82,12 +98,65 @@ class _MultipartBody:
             self._fh.close()
 
 
+class _RawBody:
+    """A raw upload body: ``size`` bytes of the file, read once into a reused buffer, then
+    (``trailer``) the hex sha256 of those bytes.
+
+    ``requests`` sends it with a ``Content-Length`` (:attr:`len`) and hands each piece to
+    the socket before asking for the next, so one buffer serves the whole file. A piece is
+    hashed on a thread of its own while the socket sends it (both only read the buffer; each
+    releases the GIL), and the buffer is refilled once both are done.
+    """
+
+    def __init__(self, src: Path, size: int, trailer: bool) -> None:
+        self._src, self._size = src, size
+        self._digest = hashlib.sha256() if trailer else None
+        self.len = size + (TRAILER_LENGTH if trailer else 0)
+        #: The hex sha256 of the bytes sent (with ``trailer``, once they all were).
+        self.sha256: str | None = None
+
+    def __iter__(self) -> Iterator[bytes | memoryview]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        buffer = memoryview(bytearray(min(CHUNK, max(self._size, 1))))
+        left = self._size
+        digest = self._digest
+        with (
+            open(self._src, "rb", buffering=0) as fh,
+            ThreadPoolExecutor(1, thread_name_prefix="modelbook-hash") as hasher,
+        ):
+            while left:
+                count = fh.readinto(buffer[: min(left, len(buffer))])
+                if not count:
+                    raise UploadError(
+                        f"{str(self._src)!r} shrank while it was uploaded: "
+                        f"{self._size - left} of {self._size} bytes read"
+                    )
+                piece = buffer[:count]
+                hashed = hasher.submit(digest.update, piece) if digest is not None else None
+                try:
+                    yield piece  # sent while it is hashed
+                finally:
+                    if hashed is not None:
+                        hashed.result()  # the buffer is reused only once the hash has read it
+                left -= count
+        if digest is not None:
+            self.sha256 = digest.hexdigest()
+            yield self.sha256.encode("ascii")
+
+    def close(self) -> None:
+        """Nothing to release: the file is open only while the body is sent."""
+
+
 class HttpFilesDriver(StorageDriver):
     """Moves files to and from a ClearML-protocol files server.
 
     Args:
         files_host: the files server's base URL, or None for anonymous reads only.
         client: the API client whose token authenticates calls to ``files_host``.
+        raw_upload: whether the files host is a ``modelbook server``'s (a callable is
+            asked at the first upload): upload with a raw ``PUT`` (hashed while sent)
+            instead of ClearML's multipart ``POST``.
 
     Example:
         >>> driver = HttpFilesDriver("http://127.0.0.1:8008/files", client=None)
@@ -97,9 +166,22 @@ class HttpFilesDriver(StorageDriver):
 
     schemes = ("http", "https")
 
-    def __init__(self, files_host: str | None, client: ApiClient | None) -> None:
+    def __init__(
+        self,
+        files_host: str | None,
+        client: ApiClient | None,
+        raw_upload: bool | Callable[[], bool] = False,
+    ) -> None:
         self.files_host = files_host.rstrip("/") if files_host else None
         self.client = client
+        self._raw_upload = raw_upload
+
+    @property
+    def raw_upload(self) -> bool:
+        """Whether uploads are raw ``PUT`` requests (a ``modelbook server``)."""
+        if callable(self._raw_upload):
+            self._raw_upload = bool(self._raw_upload())
+        return self._raw_upload
 
     def _under_host(self, uri: str) -> bool:
         host = self.files_host
@@ -134,9 +216,9 @@ class HttpFilesDriver(StorageDriver):
         """One request, with the token for files-host URLs (renewed once after a 401).
 
         Args:
-            body: a callable returning a fresh :class:`_MultipartBody` for each attempt;
-                such requests go through the session without status retries, since a
-                streamed body cannot be replayed by urllib3.
+            body: a callable returning a fresh body (:class:`_MultipartBody`,
+                :class:`_RawBody`) for each attempt; such requests go through the session
+                without status retries, since a streamed body cannot be replayed by urllib3.
         """
         import requests
 
@@ -148,7 +230,7 @@ class HttpFilesDriver(StorageDriver):
             sent = {**(headers or {}), **self._headers(uri, renew=attempt > 0)}
             data = body() if body is not None else None
             if data is not None:
-                sent["Content-Type"] = data.content_type
+                sent["Content-Type"] = getattr(data, "content_type", "application/octet-stream")
             try:
                 response = session.request(
                     method, uri, headers=sent, data=data, timeout=TIMEOUT, **kwargs
@@ -180,27 +262,41 @@ class HttpFilesDriver(StorageDriver):
         relative = self.relative_path(uri)
         if self.client is None:
             raise UploadError(f"no credentials for the files server of {uri!r}")
-        if sha256 is None:
-            sha256, size = sha256_file(src)
-        else:  # the server checks the body against this digest before it keeps the file
+        if self.raw_upload:
             size = src.stat().st_size
-        upload_url = self.files_host + "/"  # type: ignore[operator]
+            method, url = "PUT", f"{self.files_host}/{quote(relative)}"
+            headers = {SHA256_HEADER: sha256} if sha256 else {TRAILER_HEADER: TRAILER_SHA256}
+            sent: list[_RawBody] = []
+
+            def make_body() -> Any:
+                sent.append(_RawBody(src, size, trailer=sha256 is None))
+                return sent[-1]
+
+        else:
+            if sha256 is None:
+                sha256, size = sha256_file(src)
+            else:  # the server checks the body against this digest before it keeps the file
+                size = src.stat().st_size
+            method, url, headers = "POST", f"{self.files_host}/", {SHA256_HEADER: sha256}
+
+            def make_body() -> Any:
+                return _MultipartBody(src, "/" + relative)
+
         last, transient = "", True
         for attempt in range(UPLOAD_ATTEMPTS):
             if attempt:
                 time.sleep(2**attempt)
             try:
-                response = self._request(
-                    "POST",
-                    upload_url,
-                    body=lambda: _MultipartBody(src, "/" + relative),
-                    headers={SHA256_HEADER: sha256},
-                )
-            except StorageError as exc:
-                last = str(exc)
+                response = self._request(method, url, body=make_body, headers=headers)
+            except StorageError as exc:  # no answer; or (not transient) the source shrank
+                last, transient = str(exc), exc.transient
+                if not transient:
+                    break
                 continue
             if response.status_code == 200:
-                return StoredObject(uri=uri, sha256=sha256, size=size)
+                digest = sha256 or sent[-1].sha256
+                assert digest is not None  # a raw body sent whole has hashed every byte
+                return StoredObject(uri=uri, sha256=digest, size=size)
             last = f"HTTP {response.status_code}: {self._message(response)}"
             transient = response.status_code >= 500 or response.status_code in (408, 429)
             if not transient:
@@ -223,12 +319,13 @@ class HttpFilesDriver(StorageDriver):
                 )
             expected = response.headers.get("Content-Length")
             received = 0
-            with open(tmp, "wb") as fh:
+            with open(tmp, "wb") as fh, WriteBehind(fh.fileno()) as behind:
                 for chunk in response.iter_content(CHUNK):
-                    fh.write(chunk)
+                    fh.write(chunk)  # a piece this large bypasses the buffer: no copy
                     received += len(chunk)
+                    behind.wrote(len(chunk))
                 fh.flush()
-                os.fsync(fh.fileno())
+                behind.finish()
             if expected is not None and int(expected) != received:
                 raise StorageError(
                     f"download of {uri!r} was cut short: {received} of {expected} bytes",

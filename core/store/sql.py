@@ -36,7 +36,7 @@ from modelbook.store import schema as s
 from modelbook.store.engine import make_engine, new_id, now, utc
 from modelbook.store.extras import ExtraVerbs, drop_model, merge_document
 from modelbook.store.objects import ObjectVerbs
-from modelbook.store.query import order, where
+from modelbook.store.query import select_models, where
 from modelbook.store.reports import ReportVerbs
 from modelbook.store.scalars import ScalarVerbs
 
@@ -79,6 +79,9 @@ class SqlStore(ObjectVerbs, ScalarVerbs, ReportVerbs, ExtraVerbs, Backend):
     Args:
         url: a SQLAlchemy URL, e.g. ``sqlite:////home/me/.modelbook/store.db`` or
             ``postgresql+psycopg://user@127.0.0.1:5432/modelbook``.
+        statement_timeout: seconds any one SQL statement may run before it is stopped
+            with :class:`~modelbook.errors.StatementTimeoutError` (the server sets it; the
+            embedded store has no limit).
 
     Example:
         >>> store = SqlStore("sqlite://")
@@ -89,9 +92,9 @@ class SqlStore(ObjectVerbs, ScalarVerbs, ReportVerbs, ExtraVerbs, Backend):
 
     kind = "sql"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, statement_timeout: float | None = None) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, statement_timeout)
         self._created_since_check = 0
         with self._write() as conn:
             s.migrate(conn)
@@ -596,7 +599,7 @@ class SqlStore(ObjectVerbs, ScalarVerbs, ReportVerbs, ExtraVerbs, Backend):
 
     # -- queries (compiled by modelbook.store.query) -------------------------------------
     def query_models(self, query: ModelQuery) -> list[ModelRecord]:
-        stmt = sa.select(s.models).where(*where(query)).order_by(*order(query.order_by))
+        stmt = select_models(query)
         if query.offset:
             stmt = stmt.offset(query.offset)
         if query.limit is not None:

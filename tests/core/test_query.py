@@ -7,12 +7,14 @@ the reference semantics (TagFilter.matches evaluated in Python on every model).
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
 import modelbook
 from modelbook import InputModel, Model
 from modelbook.errors import ProjectNotFoundError, TagFilterError
+from modelbook.records import ModelQuery
 from modelbook.store.tagfilter import parse_tag_filter
 
 TAGS = ["a", "b", "c", "d", "demo", "TF"]
@@ -103,6 +105,27 @@ def test_queries_match_server_semantics(population: list[dict]) -> None:
     created = [m.created for m in got]
     assert created == sorted(created, reverse=True)
     assert Model.query_models(max_results=0) == []
+    # filters that require one tag are driven from that tag's index rows (store/query.py):
+    # the same models, pages and orders as the reference
+    for tags in (["a"], ["__$all", "a", "b"], ["demo", "-TF"], ["__$all", "b", "__$not", "c"]):
+        _check_driven(population, tags)
+
+
+def _check_driven(population: list[dict], tags: list[str]) -> None:
+    backend = modelbook.config.get_backend()
+    expected = _expected(population, tags=tags)
+    for size in (1, 3, 5):
+        got = [m.id for m in Model.query_models(tags=tags, max_results=size)]
+        assert got == expected[:size], (tags, size)
+    shown = ModelQuery(tags=tags, system_tags=["-archived"])
+    pages = [
+        [m.id for m in backend.query_models(replace(shown, offset=start, limit=4))]
+        for start in range(0, len(expected) + 4, 4)
+    ]
+    assert [i for page in pages for i in page] == expected, tags
+    by_name = backend.query_models(replace(shown, order_by=["name"]))
+    names = [m.name for m in by_name]
+    assert names == sorted(names) and sorted(m.id for m in by_name) == sorted(expected), tags
 
 
 def test_bucket_semantics_by_hand() -> None:

@@ -1,10 +1,12 @@
-"""The files server: ClearML's upload protocol, path safety, limits, streaming."""
+"""The files server: ClearML's upload protocol, modelbook's raw upload, path safety, limits,
+streaming."""
 
 from __future__ import annotations
 
 import hashlib
 import http.client
 import os
+import socket
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,7 +14,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from modelbook.errors import UploadError
 from modelbook.server.testing import live_server
+from modelbook.storage.http import HttpFilesDriver, _RawBody
 
 TIMEOUT = 30
 
@@ -150,7 +154,7 @@ UNSAFE_URL_PATHS = [
 
 
 @pytest.mark.parametrize("path", UNSAFE_URL_PATHS)
-@pytest.mark.parametrize("method", ["GET", "DELETE", "HEAD"])
+@pytest.mark.parametrize("method", ["GET", "DELETE", "HEAD", "PUT"])
 def test_unsafe_url_paths_are_refused(server, auth, path, method) -> None:
     status, _ = _raw(server, method, path, auth)
     assert status in (400, 404), (method, path, status)
@@ -171,6 +175,126 @@ def test_unsafe_upload_folders_are_refused(server, auth, path) -> None:
     status, _ = _raw(server, "POST", path, auth, body=body, headers=headers)
     assert status == 400
     assert _tree(server.files_root.parent) == before
+
+
+def _put(server, auth, path: str, body: bytes, **headers) -> requests.Response:
+    return requests.put(
+        f"{server.files_host}/{path}", data=body, headers={**auth, **headers}, timeout=TIMEOUT
+    )
+
+
+def _trailed(content: bytes) -> bytes:
+    return content + hashlib.sha256(content).hexdigest().encode()
+
+
+def _no_partial_files(server) -> bool:
+    return not list((server.files_root / ".modelbook-tmp").iterdir())
+
+
+def test_raw_put_with_a_sha256_trailer(server, auth) -> None:
+    content = os.urandom(3 * 1024 * 1024 + 17)  # several of the server's write batches
+    trailer = {"X-Modelbook-Trailer": "sha256"}
+    ok = _put(server, auth, "raw/My%20m.bin", _trailed(content), **trailer)
+    assert ok.status_code == 200, ok.text
+    assert ok.json() == ["raw/My m.bin"]
+    assert (server.files_root / "raw/My m.bin").read_bytes() == content
+    got = requests.get(f"{server.files_host}/raw/My%20m.bin", headers=auth, timeout=TIMEOUT)
+    assert got.content == content
+    bad = _put(server, auth, "raw/My%20m.bin", b"other" + b"0" * 64, **trailer)
+    assert bad.status_code == 400 and "corrupted" in bad.json()["error"], bad.text
+    assert (server.files_root / "raw/My m.bin").read_bytes() == content  # kept whole
+    unknown = _put(server, auth, "raw/x.bin", b"x", **{"X-Modelbook-Trailer": "md5"})
+    assert unknown.status_code == 400 and "sha256" in unknown.json()["error"]
+    short = _put(server, auth, "raw/x.bin", b"x" * 10, **trailer)  # no room for a trailer
+    assert short.status_code == 400
+    not_hex = _put(server, auth, "raw/x.bin", b"abc" + b"z" * 64, **trailer)
+    assert not_hex.status_code == 400 and "hex" in not_hex.json()["error"]
+    assert not (server.files_root / "raw/x.bin").exists() and _no_partial_files(server)
+
+
+def test_raw_put_with_a_sha256_header_or_none(server, auth) -> None:
+    content = b"weights" * 1000
+    good = hashlib.sha256(content).hexdigest()
+    assert _put(server, auth, "raw/h.bin", content, **{"X-Modelbook-Sha256": good}).ok
+    bad = _put(server, auth, "raw/bad.bin", content, **{"X-Modelbook-Sha256": "0" * 64})
+    assert bad.status_code == 400 and "corrupted" in bad.json()["error"]
+    assert _put(server, auth, "raw/plain.bin", content).ok
+    assert (server.files_root / "raw/plain.bin").read_bytes() == content
+    assert not (server.files_root / "raw/bad.bin").exists() and _no_partial_files(server)
+    assert _put(server, {}, "raw/anon.bin", content).status_code == 401
+    assert _put(server, auth, "raw", content).status_code == 400  # a folder
+
+
+def test_raw_put_needs_a_content_length(server, auth) -> None:
+    response = requests.put(
+        f"{server.files_host}/raw/chunked.bin",
+        data=iter([b"a" * 100, b"b" * 100]),  # sent chunked
+        headers=auth,
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 411 and "Content-Length" in response.json()["error"]
+    assert not (server.files_root / "raw/chunked.bin").exists()
+
+
+def test_raw_put_cut_short_leaves_nothing(server, auth) -> None:
+    """A client that dies mid-body: no file, no partial file left (eventually: the server
+    sees the disconnect after the socket closes)."""
+    parts = urlsplit(server.api_host)
+    head = (
+        f"PUT /files/raw/cut.bin HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Authorization: {auth['Authorization']}\r\nContent-Length: 1000000\r\n\r\n"
+    ).encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT) as sock:
+        sock.sendall(head + b"x" * 300_000)
+        deadline = time.monotonic() + TIMEOUT  # the partial file shows while it arrives
+        while _no_partial_files(server) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not _no_partial_files(server), "the upload never started"
+    deadline = time.monotonic() + TIMEOUT
+    while not _no_partial_files(server) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _no_partial_files(server) and not (server.files_root / "raw/cut.bin").exists()
+
+
+def test_driver_puts_raw_to_modelbook_and_multipart_otherwise(server, backend, tmp_path) -> None:
+    """The backend's driver knows it talks to a modelbook server (raw PUT, hashed while
+    sent); the multipart form (a ClearML files server's) stores the same bytes."""
+    src = tmp_path / "w.bin"
+    src.write_bytes(os.urandom(2 * 1024 * 1024 + 5))
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    uri = f"{server.files_host}/driver/w.bin"
+    raw = backend.driver_for(uri)
+    assert isinstance(raw, HttpFilesDriver) and raw.raw_upload
+    multipart = HttpFilesDriver(server.files_host, backend.client, raw_upload=False)
+    for driver in (raw, multipart):
+        stored = driver.put(src, uri)
+        assert (stored.sha256, stored.size) == (digest, src.stat().st_size)
+        assert (server.files_root / "driver/w.bin").read_bytes() == src.read_bytes()
+        assert driver.put(src, uri, sha256=digest).sha256 == digest  # known: not hashed again
+        with pytest.raises(UploadError, match="corrupted") as failed:
+            driver.put(src, f"{server.files_host}/driver/bad.bin", sha256="0" * 64)
+        assert not failed.value.transient
+        driver.get(uri, tmp_path / "back.bin")
+        assert (tmp_path / "back.bin").read_bytes() == src.read_bytes()
+        empty = tmp_path / "empty.bin"
+        empty.write_bytes(b"")
+        assert driver.put(empty, f"{server.files_host}/driver/empty.bin").size == 0
+        assert (server.files_root / "driver/empty.bin").read_bytes() == b""
+    assert not (server.files_root / "driver/bad.bin").exists() and _no_partial_files(server)
+
+
+def test_raw_body_reads_the_file_once_and_refuses_a_shrunk_one(tmp_path) -> None:
+    src = tmp_path / "w.bin"
+    content = os.urandom(2 * 1024 * 1024 + 3)
+    src.write_bytes(content)
+    body = _RawBody(src, len(content), trailer=True)
+    sent = b"".join(bytes(piece) for piece in body)
+    assert sent == _trailed(content) and body.len == len(sent)
+    assert body.sha256 == hashlib.sha256(content).hexdigest()
+    shrunk = _RawBody(src, len(content) + 10, trailer=True)  # the file lost bytes after stat
+    with pytest.raises(UploadError, match="shrank"):
+        for _ in shrunk:
+            pass
 
 
 def test_symlink_out_of_the_root_is_not_followed(server, auth, tmp_path) -> None:
@@ -207,6 +331,9 @@ def test_upload_size_limit(tmp_path) -> None:
         assert small.status_code == 200
         big = _upload(srv, auth, "/big.bin", b"x" * (2 * 1024 * 1024))
         assert big.status_code == 413
+        assert not (srv.files_root / "big.bin").exists()
+        raw_big = _put(srv, auth, "big.bin", b"x" * (2 * 1024 * 1024))
+        assert raw_big.status_code == 413
         assert not (srv.files_root / "big.bin").exists()
 
         def chunks():  # no Content-Length: the limit is enforced while streaming
