@@ -21,6 +21,7 @@ working. The tree::
     ├── StorageError                 moving bytes failed (also ValueError, as in ClearML)
     │   ├── BlobCorruptedError       a stored file does not match its sha256
     │   └── UploadError              an upload could not be completed (or queued)
+    ├── StatementTimeoutError        a query ran past the server's time budget
     └── RegistryError                the registry (server) answered with an error
 """
 
@@ -185,6 +186,27 @@ class BlobCorruptedError(StorageError):
             f"stored file {path!r} is corrupted: its sha256 is {actual}, but {expected} was "
             "recorded when it was stored. Re-register the weights (update_weights) or restore "
             "the file from a backup"
+        )
+
+
+class StatementTimeoutError(ModelbookError):
+    """A database statement ran past the time budget a server gives each one, and was
+    stopped (``modelbook server --request-timeout``).
+
+    Attributes:
+        budget: the budget, in seconds.
+
+    Example:
+        >>> StatementTimeoutError(30).budget
+        30
+    """
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        super().__init__(
+            f"the query ran past this server's time budget of {budget:g} s per database "
+            "statement and was stopped (modelbook server --request-timeout); ask for less: a "
+            "narrower filter, a simpler name pattern or fewer results per page"
         )
 
 

@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 # the Python packages when missing and this machine can (root with apt-get); skipped otherwise.
 browser_install=""
 if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/tmp/modelbook-apt.log 2>&1 \
-    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/tmp/modelbook-apt.log 2>&1 \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
     >>/tmp/modelbook-apt.log 2>&1) &
   browser_install=$!
 fi

@@ -1,12 +1,13 @@
-"""The ASGI application: the API at the root, the files server under ``/files``.
+"""The ASGI application: the API at the root, the files server under ``/files``, the web UI
+at ``/`` and ``/ui/...`` (:mod:`modelbook.server.ui`).
 
 Example:
     >>> import tempfile
     >>> from pathlib import Path
     >>> folder = Path(tempfile.mkdtemp())
     >>> app = create_app(ServerSettings(db_url=f"sqlite:///{folder}/r.db", files_root=folder / "f"))
-    >>> sorted(r.path for r in app.routes)[:2]
-    ['/files', '/files/{path:path}']
+    >>> sorted(r.path for r in app.routes)[:3]
+    ['/', '/files', '/files/{path:path}']
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ from modelbook.server.api import Api
 from modelbook.server.files import FilesServer
 from modelbook.server.settings import ServerSettings
 from modelbook.server.tokens import TokenService
+from modelbook.server.ui.mount import server_ui
 from modelbook.store.sql import SqlStore
 
 _API_METHODS = ["GET", "POST", "PUT"]
-_FILES_METHODS = ["GET", "HEAD", "POST", "DELETE"]
+_FILES_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE"]
 
 
 def create_app(settings: ServerSettings, store: SqlStore | None = None) -> Starlette:
     """Build the application on a store (opened from ``settings.db_url`` if not given)."""
-    store = store or SqlStore(settings.db_url)
+    store = store or SqlStore(settings.db_url, statement_timeout=settings.request_timeout)
     tokens = TokenService(store, settings.token_ttl)
     files = FilesServer(settings, tokens, store)
     api = Api(settings, store, tokens, files)
@@ -44,6 +46,7 @@ def create_app(settings: ServerSettings, store: SqlStore | None = None) -> Starl
     routes = [
         Route("/files", files.handle, methods=_FILES_METHODS),
         Route("/files/{path:path}", files.handle, methods=_FILES_METHODS),
+        *server_ui(settings, store, tokens, api.logins),  # the web UI: "/" and "/ui/..."
         Route("/v{version}/{endpoint}", api.handle, methods=_API_METHODS),
         Route("/{endpoint}", api.handle, methods=_API_METHODS),
     ]

@@ -4,7 +4,7 @@ Usage::
 
     modelbook server [--host 127.0.0.1] [--port 8008] [--db URL] [--files-root PATH]
                      [--workers N] [--token-ttl SECONDS] [--max-request-size BYTES]
-                     [--max-upload-size BYTES]
+                     [--max-upload-size BYTES] [--request-timeout SECONDS]
     modelbook server create-credentials [--user NAME] [--db URL]
     modelbook server list-credentials [--db URL]
     modelbook server revoke-credentials ACCESS_KEY [--db URL]
@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modelbook.errors import ModelbookError
 from modelbook.server.settings import (
     GIB,
     MIB,
@@ -67,6 +68,11 @@ def add_server_commands(subparsers: Any) -> argparse.ArgumentParser:
     server.add_argument(
         "--max-upload-size", type=int, default=256 * GIB, help="largest file upload, bytes"
     )
+    server.add_argument(
+        "--request-timeout", type=float, default=30.0, metavar="SECONDS",
+        help="time budget of each database statement of a request; one past it is stopped "
+        "and answered 400 (default 30)",
+    )  # fmt: skip
     server.add_argument("--log-level", default="info", help="uvicorn log level")
     server.add_argument(
         "--clearml-strict", action="store_true",
@@ -88,6 +94,9 @@ def add_server_commands(subparsers: Any) -> argparse.ArgumentParser:
     for sub in (create, list_, revoke):
         _store_args(sub, suppress=True)
         sub.set_defaults(func=run_server_command)
+    from modelbook.server.ui.command import add_ui_command
+
+    add_ui_command(subparsers)  # `modelbook ui`: the web UI over the embedded store
     return server
 
 
@@ -197,6 +206,7 @@ def serve(args: argparse.Namespace, db: str, files_root: Path) -> int:
         max_upload_size=args.max_upload_size,
         public_url=url,
         clearml_strict=args.clearml_strict,
+        request_timeout=args.request_timeout,
     )
     files_root.mkdir(parents=True, exist_ok=True)
     _sweep_partial_uploads(files_root)
@@ -220,4 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="modelbook")
     add_server_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except ModelbookError as exc:  # bad settings: the message, not a traceback
+        print(f"modelbook: error: {exc}", file=sys.stderr)
+        return 2

@@ -7,6 +7,7 @@ multi-worker server has exactly the configuration the command line gave.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ SETTINGS_ENV = "MODELBOOK_SERVER_SETTINGS"
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
+#: Longest ``--request-timeout`` accepted, in seconds (a day).
+MAX_REQUEST_TIMEOUT = 86400.0
 
 
 def default_home() -> Path:
@@ -54,6 +57,9 @@ class ServerSettings:
         clearml_strict: answer as a real ClearML server does: modelbook's extension
             endpoints are off and ClearML's defaults apply (a harness for clients; see
             :mod:`modelbook.server.dialect`).
+        request_timeout: the time budget of each database statement a request runs, in
+            seconds; a statement past it is stopped and the request answered 400 (see
+            :func:`modelbook.store.engine.make_engine`).
 
     Example:
         >>> s = ServerSettings(db_url="sqlite://", files_root=Path("/tmp/f"))
@@ -68,6 +74,7 @@ class ServerSettings:
     max_upload_size: int = 256 * GIB
     public_url: str | None = None
     clearml_strict: bool = False
+    request_timeout: float = 30.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -83,6 +90,17 @@ class ServerSettings:
         if self.max_upload_size < MIB:
             raise ConfigurationError(
                 f"max upload size must be at least 1 MiB, got {self.max_upload_size}"
+            )
+        budget = self.request_timeout
+        if (
+            isinstance(budget, bool)
+            or not isinstance(budget, (int, float))
+            or not math.isfinite(budget)
+            or not 0 < budget <= MAX_REQUEST_TIMEOUT
+        ):
+            raise ConfigurationError(
+                f"request timeout must be a number of seconds above 0 and at most "
+                f"{MAX_REQUEST_TIMEOUT:g}, got {budget!r}"
             )
 
     def to_json(self) -> str:

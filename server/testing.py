@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -50,6 +50,13 @@ class LiveServer(NamedTuple):
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def kill(self) -> None:
+        """SIGKILL the server's whole process group (every worker) at once, as a crash or
+        the out-of-memory killer would: nothing is flushed or closed. The ``live_server``
+        block still reaps it; start another on the same ``db_url`` and root to recover."""
+        with suppress(ProcessLookupError):  # already gone
+            os.killpg(self.pid, signal.SIGKILL)
 
 
 def envelope_data(response: Any) -> dict[str, Any]:

@@ -264,4 +264,6 @@ class ApiClient:
         refusal = _DELETE_REFUSALS.get((code, sub)) if endpoint == "models.delete" else None
         if refusal:
             return errors.ModelInUseError(message, refusal)
-        return RegistryError(endpoint, message, status)
+        transient = extra.get("transient") if isinstance(extra, dict) else None
+        return RegistryError(endpoint, message, status,
+                             transient=transient if isinstance(transient, bool) else None)

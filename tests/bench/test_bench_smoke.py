@@ -31,6 +31,7 @@ SCRIPTS = {
     "server_throughput.py": ["starlette", "uvicorn"],
     "offline_start.py": ["torch", "lightning", "starlette", "uvicorn"],
     "reporting.py": [],
+    "ui_page.py": ["starlette"],
 }
 TIMEOUT = 240
 
