@@ -275,9 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if server_cpu:
         cpu = statistics.median(server_cpu[-opts.runs :])  # the warm-up came first
         table.columns["server CPU (s)"] = {"ModelbookCallback, modelbook server": f"{cpu:.2f}"}
-    for where in ("embedded store", "modelbook server"):
-        goal = f"modelbook ({where}) <= 1.05x ModelCheckpoint"
-        table.goals.append(Goal(goal, f"ModelbookCallback, {where}", 1.05))
+    # issue 15: faster than the framework's own checkpointing on the embedded store; over
+    # HTTP within 5 % (meant with the server on its own core: here it shares the 2 cores)
+    for where, limit in (("embedded store", 0.9), ("modelbook server", 1.05)):
+        goal = f"modelbook ({where}) <= {limit}x ModelCheckpoint"
+        table.goals.append(Goal(goal, f"ModelbookCallback, {where}", limit))
     improved = counter.count  # type: ignore[attr-defined]
     report(
         head,

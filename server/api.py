@@ -22,8 +22,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from modelbook.errors import ModelbookError
+from modelbook.errors import ModelbookError, StatementTimeoutError
 from modelbook.server import credentials, dialect
+from modelbook.server.bodies import check_body
 from modelbook.server.envelope import (
     BAD_AUTH_TYPE,
     BAD_CREDENTIALS,
@@ -54,6 +55,21 @@ MAX_VERSION = (2, 23)
 _VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
 _ENDPOINT_RE = re.compile(r"^[a-z_]+\.[a-z_]+$")
 LOGIN = "auth.login"
+#: A statement stopped by the server's time budget: 400, not 503 (which ClearML's SDK would
+#: retry forever, and the same query would be stopped again).
+OVER_BUDGET = (400, 0)
+
+
+def over_budget(exc: StatementTimeoutError) -> ApiError:
+    """The answer to a request whose statement ran past ``--request-timeout``.
+
+    Example:
+        >>> over_budget(StatementTimeoutError(30)).status
+        400
+    """
+    return ApiError.of(
+        OVER_BUDGET, str(exc), modelbook_error=type(exc).__name__, budget_s=exc.budget
+    )
 
 
 def check_version(raw: str | None) -> str:
@@ -128,6 +144,11 @@ class Api:
                 "client": request.client.host if request.client else "",
             }
             data = await run_in_threadpool(self._process, endpoint, actual, payload, auth, context)
+        except StatementTimeoutError as exc:  # in auth.login or the token check
+            error = over_budget(exc)
+            status, subcode, msg = error.status, error.subcode, error.msg
+            error_data, data = error.error_data, {}
+            log.warning("%s: %s", endpoint[:100], msg)
         except TooManyLogins as exc:  # 429 on purpose: clients wait Retry-After, then retry
             status, subcode, msg, data = 429, 0, str(exc), {}
             headers["Retry-After"] = str(exc.retry_after)
@@ -178,6 +199,7 @@ class Api:
             raise ApiError.of(VALIDATION_ERROR, f"the request body is not JSON: {exc}") from None
         except RecursionError:
             raise ApiError.of(VALIDATION_ERROR, "the request body is nested too deeply") from None
+        check_body(data, body)
         if isinstance(data, dict):
             for key in request.query_params:
                 values = request.query_params.getlist(key)
@@ -209,6 +231,9 @@ class Api:
             return handler(call)
         except ApiError:
             raise
+        except StatementTimeoutError as exc:
+            log.warning("%s: %s", endpoint, exc)
+            raise over_budget(exc) from None
         except ModelbookError as exc:
             raise from_modelbook_error(exc) from None
         except Exception:

@@ -25,6 +25,7 @@ from modelbook.errors import (
     ModelPublishedError,
     NotFoundError,
     ProjectNotFoundError,
+    StorageError,
     TaskNotFoundError,
 )
 
@@ -46,6 +47,8 @@ NO_CREDENTIALS = (401, 20)
 BAD_CREDENTIALS = (401, 21)
 INVALID_CREDENTIALS = (401, 22)
 INVALID_TOKEN = (401, 30)
+#: A stored object is being deleted: write it again later (``error_data.transient``).
+OBJECT_BUSY = (409, 0)
 TOO_LARGE = (413, 0)
 NO_ENDPOINT = (404, 0)
 GENERAL_ERROR = (500, 0)
@@ -95,6 +98,9 @@ def from_modelbook_error(exc: ModelbookError) -> ApiError:
         code = MODEL_IS_READY
     elif isinstance(exc, InvalidArgumentError):
         code = VALIDATION_ERROR
+    elif isinstance(exc, StorageError):  # the write conflicts with what is recorded
+        code = OBJECT_BUSY if exc.transient else FIELDS_CONFLICT
+        data["transient"] = exc.transient  # busy: the client tries again later
     else:
         code = GENERAL_ERROR
     return ApiError(code[0], code[1], str(exc), data)

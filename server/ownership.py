@@ -94,9 +94,10 @@ class FilesObjects:
         if found:
             raise ReferencedFileError(relative, [r[:3] for r in found], "delete")
 
-    def before_overwrite(self, target: Path) -> None:
+    def before_overwrite(self, target: Path, check_only: bool = False) -> None:
         """Called before a new upload replaces ``target``: refuse if a published model
-        references it, else keep the referenced bytes under a version-specific name and
+        references it, else (unless ``check_only``: an upload of several files checks them
+        all before any changes) keep the referenced bytes under a version-specific name and
         repoint every reference to them (one transaction)."""
         if not target.is_file():
             return
@@ -107,6 +108,8 @@ class FilesObjects:
         published = [r[:3] for r in found if r[2]]
         if published:
             raise ReferencedFileError(relative, published, "overwrite")
+        if check_only:
+            return
         upload_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         kept = target.parent / upload_id / target.name
         kept.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelbook import validate
 from modelbook.server.envelope import MISSING_FIELDS, VALIDATION_ERROR, ApiError
 from modelbook.store.sql import SqlStore
 
@@ -107,8 +108,16 @@ def tag_filter(call: Call, name: str) -> list[str | None] | None:
 
 
 def tag_list(call: Call, name: str) -> list[str] | None:
-    """A tags field to store: a list of strings (``None`` when absent)."""
-    return call.string_list(name)
+    """A tags field to store: non-empty strings without control characters, as the Python
+    API takes them (:func:`modelbook.validate.tags`); ``None`` when absent."""
+    value = call.string_list(name)
+    return None if value is None else validate.tags(value, f"field {name!r}")
+
+
+def name_field(call: Call, field_name: str = "name", required: bool = False) -> str | None:
+    """A name to store, by the Python API's rules (:func:`modelbook.validate.name`)."""
+    value = call.string(field_name, required)
+    return None if value is None else validate.name(value, f"field {field_name!r}")
 
 
 Handler = Callable[[Call], Any]

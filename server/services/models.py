@@ -29,6 +29,7 @@ import json
 import re
 from typing import Any
 
+from modelbook import validate
 from modelbook.errors import ModelNotFoundError, TaskNotFoundError
 from modelbook.records import ARCHIVED_TAG, ModelQuery, ModelRecord, metadata_item
 from modelbook.server import dialect
@@ -40,7 +41,7 @@ from modelbook.server.envelope import (
     VALIDATION_ERROR,
     ApiError,
 )
-from modelbook.server.services.call import Call, Handler, tag_filter
+from modelbook.server.services.call import Call, Handler, name_field, tag_filter, tag_list
 from modelbook.server.services.names import name_matcher
 from modelbook.server.services.projects import get_project
 from modelbook.server.services.tasks import labels_field
@@ -51,6 +52,7 @@ from modelbook.wire import model_doc, version_doc
 _ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _UNSUPPORTED_FILTERS = ("framework", "user", "last_update", "search_text", "_all_", "_any_")
 _ORDER_ALIASES = {"last_iteration": "iteration"}
+_LONG = 2**63
 
 
 def _design(value: Any) -> str:
@@ -77,6 +79,7 @@ def _metadata(value: Any) -> dict[str, dict[str, str]]:
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("key"), str) or not item["key"]:
             raise ApiError.of(VALIDATION_ERROR, "every metadata item needs a non-empty key")
+        validate.metadata_key(item["key"])  # the Python API's rules
         value_, type_ = item.get("value"), item.get("type")
         result[item["key"]] = metadata_item(
             item["key"], "" if value_ is None else value_, "str" if type_ is None else type_
@@ -89,9 +92,9 @@ def model_fields(call: Call) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name in ("name", "comment", "framework", "uri", "parent", "sha256"):
         if name in call.data:
-            fields[name] = call.string(name)
+            fields[name] = name_field(call) if name == "name" else call.string(name)
     for name in ("tags", "system_tags", "add_system_tags", "remove_system_tags"):
-        value = call.string_list(name)
+        value = call.string_list(name) if name.startswith("remove") else tag_list(call, name)
         if value is not None:
             fields[name] = value
     if call.get("task"):
@@ -142,6 +145,8 @@ def get_by_id(call: Call) -> dict[str, Any]:
 
 
 _METADATA_FILTER = re.compile(r"^metadata\.(.+)\.value$")
+#: The most metadata terms one ``models.get_all`` filters by.
+MAX_METADATA_FILTERS = 100
 
 
 def model_query(call: Call) -> ModelQuery:
@@ -161,16 +166,24 @@ def model_query(call: Call) -> ModelQuery:
             if len(values) != 1:
                 raise ApiError.of(NOT_SUPPORTED, f"{key}: filter by one value at a time")
             metadata[found[1]] = values[0]
+    if len(metadata) > MAX_METADATA_FILTERS:  # each is a subquery; SQLite nests 1 000 at most
+        raise ApiError.of(VALIDATION_ERROR, f"field 'metadata' holds {len(metadata)} filters; "
+                          f"at most {MAX_METADATA_FILTERS} are accepted")  # fmt: skip
     order_by = []
     for item in call.string_list("order_by") or ["-created"]:
         name = item.lstrip("-")
         order_by.append(("-" if item.startswith("-") else "") + _ORDER_ALIASES.get(name, name))
     offset, limit = call.integer("offset") or 0, call.integer("size")
     page, page_size = call.integer("page"), call.integer("page_size")
+    if offset < 0 or (limit or 0) < 0:
+        raise ApiError.of(VALIDATION_ERROR, "offset and size must not be negative")
     if page_size is not None:
         if page_size < 0 or (page or 0) < 0:
             raise ApiError.of(VALIDATION_ERROR, "page and page_size must not be negative")
         offset, limit = offset + (page or 0) * page_size, page_size
+    if offset >= _LONG:  # the database takes 64-bit offsets
+        raise ApiError.of(VALIDATION_ERROR, f"offset + page * page_size is {offset}: it must be "
+                          f"below 2**63 (page {page}, page_size {page_size})")  # fmt: skip
     return ModelQuery(
         projects=call.string_list("project"),
         name=exact,
@@ -249,11 +262,13 @@ def set_ready(call: Call) -> dict[str, Any]:
     model = _model(call)
     if model.ready:
         raise ApiError.of(MODEL_IS_READY, f"model {model.id} is already published")
+    publish_task = call.boolean("publish_task", False)  # checked before anything changes
+    force = call.boolean("force_publish_task")
     model = call.store.update_model(model.id, ready=True)
-    if model.task and call.boolean("publish_task", False):
+    if model.task and publish_task:
         try:
             task = call.store.get_task(model.task)
-            if task.status in ("stopped", "completed") or call.boolean("force_publish_task"):
+            if task.status in ("stopped", "completed") or force:
                 call.store.update_task(task.id, status="published")
         except TaskNotFoundError:
             pass
@@ -262,6 +277,8 @@ def set_ready(call: Call) -> dict[str, Any]:
 
 def _archive(call: Call, ids: list[str], archive: bool) -> list[dict[str, Any]]:
     change = "add_system_tags" if archive else "remove_system_tags"
+    for model_id in ids:  # every id is checked before any model changes
+        call.store.get_model(model_id)
     done = []
     for model_id in ids:
         call.store.update_model(model_id, **{change: [ARCHIVED_TAG]})

@@ -7,13 +7,14 @@ have) and sets its description, tags, system tags and default output destination
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from typing import Any
 
 from modelbook.errors import InvalidArgumentError
 from modelbook.records import ProjectRecord
 from modelbook.server.envelope import INVALID_PROJECT_ID, ApiError
-from modelbook.server.services.call import Call, Handler
+from modelbook.server.services.call import Call, Handler, name_field
 from modelbook.server.services.names import name_matcher, name_search
 from modelbook.server.wire import project_fields
 from modelbook.wire import project_doc
@@ -30,9 +31,22 @@ def get_project(call: Call, project_id: str) -> ProjectRecord:
 
 
 def sort_key(field: str, doc: dict[str, Any]) -> Any:
-    """``order_by`` key: missing values last, the rest by value."""
+    """``order_by`` key: missing values last, then numbers, strings, and other values (objects,
+    lists) by their JSON text, so that any field sorts, whatever its values.
+
+    Example:
+        >>> docs = [{"x": {"a": 1}}, {"x": None}, {"x": "b"}, {"x": 2}]
+        >>> [d["x"] for d in sorted(docs, key=partial(sort_key, "x"))]
+        [2, 'b', {'a': 1}, None]
+    """
     value = doc.get(field)
-    return (value is None, value if value is not None else "")
+    if value is None:
+        return (True, 0, "")
+    if isinstance(value, (int, float)):
+        return (False, 0, value)
+    if isinstance(value, str):
+        return (False, 1, value)
+    return (False, 2, json.dumps(value, sort_keys=True, default=str))
 
 
 def get_all(call: Call) -> dict[str, Any]:
@@ -59,7 +73,7 @@ def get_all(call: Call) -> dict[str, Any]:
 
 def create(call: Call) -> dict[str, Any]:
     """Create a project; an existing project of that name is returned, not duplicated."""
-    name = call.string("name", required=True) or ""
+    name = name_field(call, required=True) or ""
     project = call.store.get_or_create_project(name)
     return {"id": project.id}
 
@@ -84,7 +98,7 @@ CANNOT_UPDATE_PROJECT_LOCATION = (400, 408)
 
 def _new_name(call: Call, project: ProjectRecord) -> str | None:
     """The cleaned ``name`` of the body (empty path parts dropped), if any."""
-    name = call.string("name")
+    name = name_field(call)
     if name is None:
         return None
     parts = [part.strip() for part in name.split("/") if part.strip()]

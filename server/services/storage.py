@@ -25,10 +25,16 @@ def begin_write(call: Call) -> dict[str, Any]:
     return {"recorded": True}
 
 
+#: The longest ``pending_grace`` (seconds): longer ones would overflow a date.
+MAX_GRACE = 10**9
+
+
 def gc(call: Call) -> dict[str, Any]:
     grace = call.get("pending_grace", 86400.0)
-    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
-        raise ApiError.of(VALIDATION_ERROR, "pending_grace must be a number of seconds >= 0")
+    number = isinstance(grace, (int, float)) and not isinstance(grace, bool)
+    if not number or not 0 <= grace <= MAX_GRACE:  # NaN fails the comparison too
+        raise ApiError.of(VALIDATION_ERROR, f"field 'pending_grace' must be a number of seconds "
+                          f"from 0 to {MAX_GRACE} (about 30 years), got {grace!r:.40}")
     dry_run = bool(call.boolean("dry_run", False))
     found = call.store.collect_garbage(float(grace), dry_run=dry_run)
     files = call.context.get("files")

@@ -97,11 +97,11 @@ def clone(call: Call) -> dict[str, Any]:
     source = call.store.get_task(call.string("task", required=True) or "")
     reply: dict[str, Any] = {}
     project = source.project
+    new_project = None  # created once the whole request is checked: a 400 changes nothing
     if call.string("new_task_project"):
         project = get_project(call, call.string("new_task_project") or "").id
-    elif call.string("new_project_name"):
-        found = call.store.get_or_create_project(call.string("new_project_name") or "")
-        project, reply["new_project"] = found.id, {"id": found.id, "name": found.name}
+    else:
+        new_project = call.string("new_project_name")
     parent = source.document.get("parent")
     parent = call.string("new_task_parent") or (
         parent if parent and not parent.startswith(_DELETED_PREFIX) else source.id
@@ -124,15 +124,16 @@ def clone(call: Call) -> dict[str, Any]:
     system_tags = call.string_list("new_task_system_tags") or [
         t for t in source.system_tags if t not in _CLEANED_SYSTEM_TAGS
     ]
+    name = call.string("new_task_name") or source.name
+    tags = call.string_list("new_task_tags") or list(source.tags)
+    comment = call.string("new_task_comment") or source.comment
+    if new_project:
+        found = call.store.get_or_create_project(new_project)
+        project, reply["new_project"] = found.id, {"id": found.id, "name": found.name}
     task = call.store.create_task(
-        name=call.string("new_task_name") or source.name,
-        project=project,
-        type=source.type,
-        tags=call.string_list("new_task_tags") or list(source.tags),
-        comment=call.string("new_task_comment") or source.comment,
-        output_destination=source.output_destination,
-        system_tags=system_tags,
-    )
+        name=name, project=project, type=source.type, tags=tags, comment=comment,
+        output_destination=source.output_destination, system_tags=system_tags,
+    )  # fmt: skip
     fields["document"] = {k: v for k, v in document.items() if v is not None}
     call.store.update_task(task.id, **fields)
     if inputs:
@@ -168,6 +169,7 @@ def delete(call: Call) -> dict[str, Any]:
     if not call.boolean("force", False):
         _check_deletable(call, task)
     artifacts = (task.document.get("execution") or {}).get("artifacts") or []
+    return_urls = call.boolean("return_file_urls", False)  # checked before anything changes
     deletion = call.store.delete_task(
         task.id,
         delete_output_models=bool(call.boolean("delete_output_models", True)),
@@ -177,7 +179,7 @@ def delete(call: Call) -> dict[str, Any]:
         "deleted": True, "updated_children": 0, "updated_models": len(deletion.kept_models),
         "events": {}, "doomed": delete_own_objects(call, deletion.doomed),
     }  # fmt: skip
-    if call.boolean("return_file_urls", False):
+    if return_urls:
         reply["urls"] = {
             "model_urls": deletion.model_urls, "event_urls": [],
             "artifact_urls": [a["uri"] for a in artifacts

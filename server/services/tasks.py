@@ -29,7 +29,7 @@ from modelbook.server.envelope import (
     VALIDATION_ERROR,
     ApiError,
 )
-from modelbook.server.services.call import Call, Handler
+from modelbook.server.services.call import Call, Handler, name_field, tag_list
 from modelbook.server.services.names import name_matcher, name_search
 from modelbook.server.services.projects import get_project, sort_key
 from modelbook.server.wire import project_fields
@@ -55,11 +55,11 @@ def task_fields(call: Call, task: TaskRecord | None = None) -> dict[str, Any]:
     strict = dialect.strict(call.context)
     fields: dict[str, Any] = {}
     for name in ("name", "comment", "type"):
-        value = call.string(name)
+        value = name_field(call) if name == "name" else call.string(name)
         if value is not None:
             fields[name] = value
     for name in ("tags", "system_tags"):
-        values = call.string_list(name)
+        values = tag_list(call, name)
         if values is not None:
             fields[name] = values
     if "project" in call.data:
@@ -133,7 +133,7 @@ def _task(call: Call) -> TaskRecord:
 def create(call: Call) -> dict[str, Any]:
     fields = task_fields(call)
     models = model_entries(call)
-    name = call.string("name", required=True) or ""
+    name = name_field(call, required=True) or ""
     task = call.store.create_task(
         name=name,
         project=fields.pop("project", None),
@@ -303,11 +303,11 @@ def add_or_update_model(call: Call) -> dict[str, Any]:
     kind = call.string("type", required=True)
     if kind not in ("input", "output"):
         raise ApiError.of(VALIDATION_ERROR, f"type must be 'input' or 'output', got {kind!r}")
-    name = call.string("name", required=True) or ""
+    name = name_field(call, required=True) or ""
     model_id = call.string("model", required=True) or ""
+    iteration = call.integer("iteration")
     call.store.get_model(model_id)
     task = call.store.set_task_model(task_id, kind, name, model_id)
-    iteration = call.integer("iteration")
     if iteration is not None:
         task = call.store.update_task(task_id, last_iteration=iteration)
     return {"updated": 1, "task": document(call, task)}

@@ -22,7 +22,16 @@ TOO_BIG = 2**63
      ("models.create", {"name": "m", "uri": "file:///m.pt", "tags": {"a": 1}},
       "'tags' must be a list of strings"),
      ("models.create", {"name": "m", "uri": "file:///m.pt", "iteration": TOO_BIG},
-      "'iteration' must be a 64-bit integer")],
+      "'iteration' must be a 64-bit integer"),
+     # the Python API's rules (modelbook.validate), shared by the server
+     ("models.create", {"name": "a\x00b", "uri": "file:///m.pt"}, "control character"),
+     ("models.create", {"name": "n" * 5000, "uri": "file:///m.pt"}, "at most"),
+     ("models.create", {"name": "m", "uri": "file:///m.pt", "tags": [""]}, "non-empty strings"),
+     ("models.create", {"name": "m", "uri": "file:///m.pt",
+                        "metadata": [{"key": "k\nx", "value": "1", "type": "int"}]},
+      "metadata key"),
+     ("tasks.create", {"name": "t\x07", "type": "training"}, "control character"),
+     ("projects.create", {"name": "p" * 5000}, "at most")],
 )  # fmt: skip
 def test_malformed_bodies_are_400s_naming_the_field(api, endpoint, body, message) -> None:
     raw = isinstance(body, bytes)
