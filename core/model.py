@@ -447,7 +447,7 @@ class Model(BaseModel):
             max_results = validate.integer(max_results, "max_results", (0, validate.INT64[1]))
         if model_name is not None and not isinstance(model_name, str):
             raise InvalidArgumentError(f"model_name must be a string, got {model_name!r:.80}")
-        wanted = validate.metadata(metadata, "metadata filter")
+        wanted = validate.metadata_filter(metadata)
         query = ModelQuery(
             projects=projects,
             name=validate.name(model_name, "model_name") if model_name else None,

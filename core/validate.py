@@ -417,6 +417,23 @@ def metadata_value(key: str, value: Any) -> Any:
     return value
 
 
+#: The most metadata keys one query filters by: each is a sub-query, and SQLite nests at most
+#: 1 000 (the Python API and the server's ``models.get_all`` both hold to it).
+MAX_METADATA_FILTERS = 100
+
+
+def metadata_filter(values: Any) -> dict[str, Any]:
+    """A metadata filter of a query: :func:`metadata`'s rules, at most
+    :data:`MAX_METADATA_FILTERS` keys."""
+    checked = metadata(values, "metadata filter")
+    if len(checked) > MAX_METADATA_FILTERS:
+        raise InvalidArgumentError(
+            f"the metadata filter holds {len(checked)} keys; at most {MAX_METADATA_FILTERS} "
+            "are accepted"
+        )
+    return checked
+
+
 def metadata(values: Any, what: str = "metadata") -> dict[str, Any]:
     """``{key: value}`` or ``{key: {"value": ..., "type": ...}}`` (ClearML's shape), each key
     and value checked by :func:`metadata_key` and :func:`metadata_value`."""

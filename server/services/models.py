@@ -145,8 +145,8 @@ def get_by_id(call: Call) -> dict[str, Any]:
 
 
 _METADATA_FILTER = re.compile(r"^metadata\.(.+)\.value$")
-#: The most metadata terms one ``models.get_all`` filters by.
-MAX_METADATA_FILTERS = 100
+#: The most metadata terms one ``models.get_all`` filters by (the Python API's limit too).
+MAX_METADATA_FILTERS = validate.MAX_METADATA_FILTERS
 
 
 def model_query(call: Call) -> ModelQuery:

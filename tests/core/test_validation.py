@@ -57,6 +57,9 @@ def test_configuration_must_round_trip(config: dict, message: str) -> None:
 def test_counts_are_checked() -> None:
     with pytest.raises(InvalidArgumentError, match="max_results must be a non-negative int"):
         Model.query_models(max_results=True)  # type: ignore[arg-type]
+    # each key is a sub-query; SQLite nests 1 000 at most: refused here, not deep in SQLite
+    with pytest.raises(InvalidArgumentError, match="holds 1000 keys; at most 100"):
+        Model.query_models(metadata={f"k{n}": n for n in range(1000)})
     done = subprocess.run([sys.executable, "-m", "modelbook.cli", "models", "ls", "-n", "-1"],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 2 and "argument -n: must be >= 0, got -1" in done.stderr
