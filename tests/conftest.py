@@ -70,6 +70,16 @@ def _fresh_database(cluster_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture
+def postgres_database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """An empty database in the session's PostgreSQL cluster (skipped without one)."""
+    if not _postgres_available():
+        pytest.skip("needs PostgreSQL server binaries (initdb, pg_ctl) and "
+                    "pip install 'modelbook[postgres]'")  # fmt: skip
+    with _fresh_database(request.getfixturevalue("postgres_cluster")) as url:
+        yield url
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--clearml-mode", action="store_true",

@@ -15,14 +15,12 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-import sqlalchemy as sa
 
 import modelbook
 from modelbook import Model, OutputModel, Task
@@ -30,7 +28,7 @@ from modelbook.backends.api_client import ApiClient
 from modelbook.backends.http import HttpBackend
 from modelbook.errors import ModelbookError
 from modelbook.records import ModelQuery, ModelRecord, to_metadata
-from modelbook.server.testing import LiveServer, live_server, postgres_bin_dir
+from modelbook.server.testing import LiveServer, live_server
 from modelbook.storage import http as files_driver
 
 WRITERS, API_WRITERS, ROUNDS = 8, 2, 3
@@ -45,20 +43,7 @@ def deployment(request: pytest.FixtureRequest) -> Iterator[tuple[str | None, int
     if request.param == "sqlite":
         yield None, 1
         return
-    if postgres_bin_dir() is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
-    pytest.importorskip("psycopg", reason="needs: pip install 'modelbook[postgres]'")
-    cluster = request.getfixturevalue("postgres_cluster")
-    name = f"scale_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(cluster, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield cluster.rsplit("/", 1)[0] + f"/{name}", 2
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    yield request.getfixturevalue("postgres_database"), 2
 
 
 def _backend(server: LiveServer) -> HttpBackend:

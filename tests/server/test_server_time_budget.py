@@ -14,7 +14,6 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,20 +40,9 @@ postgres_only = pytest.mark.skipif(not HAVE_POSTGRES, reason="PostgreSQL binarie
 
 
 @pytest.fixture
-def postgres_db(request: pytest.FixtureRequest) -> Iterator[str]:
+def postgres_db(postgres_database: str) -> str:
     """An empty database in the session's PostgreSQL cluster."""
-    pytest.importorskip("psycopg", reason="needs: pip install 'modelbook[postgres]'")
-    cluster = request.getfixturevalue("postgres_cluster")
-    name = f"budget_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(cluster, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield cluster.rsplit("/", 1)[0] + f"/{name}"
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    return postgres_database
 
 
 # -- the engine ---------------------------------------------------------------------------
