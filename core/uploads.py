@@ -365,8 +365,12 @@ class UploadQueue:
         record = self.backend.get_model(model_id)
         comment = f"{job.comment_prefix}{record.comment}" if job.comment_prefix else None
         stored = StoredObject(job.register_uri, "", 0) if job.register_uri else self._store(job)
-        if job.attempts and (record.uri, record.iteration) == (stored.uri, job.iteration):
+        committed = (record.uri, record.iteration) == (stored.uri, job.iteration)
+        if committed and (job.attempts or job.registering):
             return  # an earlier attempt was committed, and only its answer was lost
+        if not job.registering:  # a process killed past this point leaves the mark behind
+            job.registering = True
+            self.spool.save(job)
         self.backend.add_model_version(
             model_id,
             uri=stored.uri,

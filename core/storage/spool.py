@@ -68,6 +68,9 @@ class Job:
     created: float = field(default_factory=time.time)
     attempts: int = 0
     last_error: str = ""
+    #: The registry call adding this version was made (its answer may have been lost to a
+    #: crash): a retry first looks whether the model already points at these weights.
+    registering: bool = False
 
     @property
     def group(self) -> str:

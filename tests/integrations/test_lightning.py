@@ -237,7 +237,11 @@ def test_a_slow_upload_queue_keeps_the_newest_best(tmp_path):
     values = [float(meta(v)["monitor_value"]) for v in model.versions]
     assert values and values[-1] == 1.0 and values == sorted(values, reverse=True)
     assert set(values) <= set(script) and model.iteration == 24
-    assert callback.registrar.registered == len(script)  # every improvement was queued
+    # every improvement was queued, or replaced by a newer one while the background writer
+    # was busy (latest wins there too; a loaded machine makes that happen)
+    writer = callback.registrar.writer
+    replaced = writer.replaced if writer is not None else 0
+    assert callback.registrar.registered + replaced == len(script)
 
 
 def test_a_crashed_run_keeps_its_versions_but_publishes_nothing(tmp_path):
