@@ -29,6 +29,11 @@ from modelbook.integrations._background import SnapshotMemoryWarning  # noqa: E4
 from modelbook.integrations._torch_snapshot import TorchStager  # noqa: E402
 from modelbook.integrations.pytorch import BestModel  # noqa: E402
 
+# The subject is the callbacks' snapshot path (bytes equal to a synchronous save, latest wins,
+# the memory cap, a crash): it reads versions back through the embedded store's local ids.
+# Each callback's registry[clearml] tests cover registering on a ClearML server.
+pytestmark = pytest.mark.embedded_only
+
 WAIT = 30.0
 
 
