@@ -30,8 +30,9 @@ from modelbook.integrations._torch_snapshot import TorchStager  # noqa: E402
 from modelbook.integrations.pytorch import BestModel  # noqa: E402
 
 # The subject is the callbacks' snapshot path (bytes equal to a synchronous save, latest wins,
-# the memory cap, a crash): it reads versions back through the embedded store's local ids.
-# Each callback's registry[clearml] tests cover registering on a ClearML server.
+# the memory cap, a crash). Under --clearml-mode these tests fail reading the model back
+# ("model_id must be a non-empty string, got None"), not yet investigated; registering on a
+# ClearML server is covered by each callback's registry[clearml] case.
 pytestmark = pytest.mark.embedded_only
 
 WAIT = 30.0
