@@ -5,7 +5,6 @@ session's cluster; skipped without PostgreSQL's binaries or psycopg)."""
 from __future__ import annotations
 
 import importlib.util
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -25,23 +24,12 @@ pytestmark = [
 
 
 @pytest.fixture
-def store(postgres_cluster: str) -> Iterator[SqlStore]:
-    import sqlalchemy as sa
-
-    name = f"ui_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_cluster, isolation_level="AUTOCOMMIT")
+def store(postgres_database: str) -> Iterator[SqlStore]:
+    opened = SqlStore(postgres_database)
     try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        opened = SqlStore(postgres_cluster.rsplit("/", 1)[0] + f"/{name}")
-        try:
-            yield opened
-        finally:
-            opened.close()
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        yield opened
     finally:
-        admin.dispose()
+        opened.close()
 
 
 def test_keyset_paging_and_filters_on_postgresql(store: SqlStore) -> None:
