@@ -332,6 +332,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def pin(pid: int, cpus: set[int]) -> int:
+    """Pin every thread of process ``pid`` and of its child processes to ``cpus`` (Linux;
+    threads started later inherit their creator's CPUs). Returns how many were pinned."""
+    pinned = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+            pinned += 1
+        except (ProcessLookupError, PermissionError):  # a thread that just ended
+            continue
+        children = task / "children"
+        for child in children.read_text().split() if children.exists() else []:
+            pinned += pin(int(child), cpus)
+    return pinned
+
+
 class PeakRss:
     """Samples this process's RSS every few ms while the block runs.
 

@@ -6,11 +6,17 @@ model at each improvement is a large share of the run, which is what is measured
 
 * no checkpointing (reference);
 * Lightning ``ModelCheckpoint(monitor="val_loss", save_top_k=1)`` (the baseline);
-* ``ModelbookCallback`` on the embedded store;
+* ``ModelbookCallback`` on the embedded store, its background threads at the default
+  lower priority and, for comparison, with ``MODELBOOK_BACKGROUND_NICE=0`` (the training's);
 * ``ModelbookCallback`` uploading to a ``modelbook server`` on 127.0.0.1;
 * MLflow ``mlflow.pytorch.autolog(checkpoint=True, checkpoint_save_best_only=True)``, tracking
   to a local SQLite store and artifacts in a temporary folder (``log_models=False``: only the
   best-checkpointing is compared).
+
+Two tables: all cases sharing the machine's cores; then (with 2 CPUs or more and the server
+extra) the training process pinned to CPU 0 with one torch thread and every thread of the
+server pinned to CPU 1, as when the server has a machine of its own. The 'versions' column
+counts the versions each run registered.
 
 The optimizer is plain SGD, which has no state, so a full Lightning / MLflow checkpoint and
 modelbook's ``state_dict`` file hold the same 67 MB. Each case's time is ``trainer.fit``, which
@@ -23,13 +29,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import shutil
 import statistics
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +51,16 @@ from _common import (
     missing,
     modelbook_at,
     options,
+    pin,
     report,
 )
 
 NEEDS = ["torch", "lightning"]
+BASELINE = "Lightning ModelCheckpoint(save_top_k=1)"
+EMBEDDED = "ModelbookCallback, embedded store"
+REMOTE = "ModelbookCallback, modelbook server"
+AUTOLOG = "MLflow autolog (best checkpoint)"
+SAME_PRIORITY = "ModelbookCallback, embedded store, MODELBOOK_BACKGROUND_NICE=0"
 
 
 @dataclass(frozen=True)
@@ -143,14 +156,16 @@ def cases(
     server: Any,
     peers: bool,
     server_cpu: list[float],
+    versions: dict[str, list[int]],
 ) -> tuple[dict[str, Callable[[], float | None]], dict[str, str], object]:
     """The cases to time, the rows skipped (with why), and the improvement counter; the CPU
-    seconds the server used during each fit are appended to ``server_cpu``."""
+    seconds the server used during each fit are appended to ``server_cpu``, the versions
+    each modelbook run registered to ``versions[case]``."""
     import time
 
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from modelbook import Task
+    from modelbook import Model, Task
     from modelbook.integrations.lightning import ModelbookCallback
 
     counter = improvement_counter()
@@ -166,9 +181,11 @@ def cases(
         checkpoint = ModelCheckpoint(dirpath=folder, monitor="val_loss", save_top_k=1)
         fit([checkpoint], {"enable_checkpointing": True})
 
-    def with_modelbook(home: Path, server: Any) -> Callable[[], float]:
+    def with_modelbook(
+        case: str, home: Path, server: Any, nice: str | None = None
+    ) -> Callable[[], float]:
         def run() -> float:
-            with modelbook_at(home, server):
+            with modelbook_at(home, server), background_nice(nice):
                 task = Task.init(project_name="bench", task_name=f"run-{next(runs)}")
                 callback = ModelbookCallback(monitor="val_loss", task=task)
                 cpu = cpu_seconds(server.pid) if server is not None else 0.0
@@ -178,23 +195,27 @@ def cases(
                 if server is not None:
                     server_cpu.append(cpu_seconds(server.pid) - cpu)
                 task.close()
+                model_id = callback.registrar.model_id
+                count = len(Model(model_id).versions) if model_id else 0
+                versions.setdefault(case, []).append(count)
                 if callback.registry_failures:
                     raise RuntimeError(f"registry failures: {callback.registry_failures}")
                 return elapsed
 
         return run
 
+    embedded, remote = EMBEDDED, REMOTE
     found: dict[str, Callable[[], float | None]] = {
         "no checkpointing": none,
-        "Lightning ModelCheckpoint(save_top_k=1)": lightning,
-        "ModelbookCallback, embedded store": with_modelbook(root / "home-embedded", None),
+        BASELINE: lightning,
+        embedded: with_modelbook(embedded, root / "home-embedded", None),
+        SAME_PRIORITY: with_modelbook(SAME_PRIORITY, root / "home-nice-0", None, nice="0"),
     }
-    remote = "ModelbookCallback, modelbook server"
     if server is not None:
-        found[remote] = with_modelbook(root / "home-client", server)
+        found[remote] = with_modelbook(remote, root / "home-client", server)
     else:
         skipped[remote] = "not measured: pip install 'modelbook[server]'"
-    autolog = "MLflow autolog (best checkpoint)"
+    autolog = AUTOLOG
     if not peers:
         skipped[autolog] = "skipped (--no-peers)"
     elif not installed("mlflow"):
@@ -202,6 +223,24 @@ def cases(
     else:
         found[autolog] = with_mlflow(fit, root / "mlflow")
     return found, skipped, counter
+
+
+@contextmanager
+def background_nice(value: str | None) -> Iterator[None]:
+    """``MODELBOOK_BACKGROUND_NICE`` set to ``value`` (left alone if None) within the block;
+    modelbook's threads started meanwhile run at that priority."""
+    if value is None:
+        yield
+        return
+    before = os.environ.get("MODELBOOK_BACKGROUND_NICE")
+    os.environ["MODELBOOK_BACKGROUND_NICE"] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["MODELBOOK_BACKGROUND_NICE"]
+        else:
+            os.environ["MODELBOOK_BACKGROUND_NICE"] = before
 
 
 def with_mlflow(fit: Callable[[list, dict], None], root: Path) -> Callable[[], None]:
@@ -252,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="lightning")
     warnings.filterwarnings("ignore", message=".*(does not have many workers|FileStore).*")
+    pinned: tuple[Table, int] | None = None
     try:
         with ExitStack() as stack:
             server = None
@@ -260,39 +300,75 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 server = stack.enter_context(live_server(root / "server"))
             fit = build(size, root)
-            server_cpu: list[float] = []
-            found, skipped, counter = cases(fit, root, server, opts.peers, server_cpu)
-            samples = measure(found, opts.runs, opts.warmup)
+            shared = run_table(fit, root / "shared", server, opts, pinned=False)
+            if server is not None and len(os.sched_getaffinity(0)) >= 2:
+                pinned = run_table(fit, root / "pinned", server, opts, pinned=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     params = sum(a * b + b for a, b in _layers(size))
-    title = (
-        f"Lightning fit, {params / 1e6:.1f} M parameters ({params * 4 / 1e6:.0f} MB), "
-        f"{size.epochs} epochs, {size.samples} samples"
+    what = f"{params / 1e6:.1f} M parameters ({params * 4 / 1e6:.0f} MB), {size.epochs} epochs"
+    table, improved = shared
+    table.title = f"Lightning fit, {what}, {size.samples} samples: the 2 cores shared"
+    table.goals.append(Goal(f"modelbook (embedded store) <= 0.9x {BASELINE}", EMBEDDED, 0.9))
+    tables, notes = (
+        [table],
+        [
+            f"val_loss improved in {improved} of {size.epochs} epochs per run; 'versions' lists "
+            "the versions each measured run registered (the background writer keeps only the "
+            "newest snapshot waiting, so an improvement superseded before it was written is not "
+            "registered)",
+            "2 cores shared: the modelbook server runs on the same cores as the training; the CPU "
+            "it spends receiving and checking the uploads ('server CPU', median per run) is "
+            "taken from the training",
+        ],
     )
-    table = Table(title, "s", "Lightning ModelCheckpoint(save_top_k=1)", samples=samples)
+    if pinned is not None:
+        table = pinned[0]
+        table.title = f"Lightning fit, {what}: training on CPU 0, the server on CPU 1"
+        table.goals.append(Goal(f"modelbook (modelbook server) <= 1.05x {BASELINE}", REMOTE, 1.05))
+        tables.append(table)
+        notes.append(
+            "pinned: every thread of the bench process on CPU 0 (torch.set_num_threads(1)), "
+            "every thread of the modelbook server on CPU 1, as on a deployment where the "
+            "server has a machine of its own"
+        )
+    else:
+        notes.append("pinned table skipped: it needs the server extra and 2 CPUs")
+    report(head, tables, notes)
+    return 0
+
+
+def run_table(
+    fit: Callable[[list, dict], None], root: Path, server: Any, opts: Any, pinned: bool
+) -> tuple[Table, int]:
+    """Time every case, round-robin; with ``pinned`` this process runs on CPU 0 with one
+    torch thread and the server on CPU 1. Returns the table (its title set by the caller)
+    and the number of epochs whose val_loss improved in the last run."""
+    import torch
+
+    if pinned:
+        pin(os.getpid(), {0})
+        pin(server.pid, {1})
+        torch.set_num_threads(1)
+    server_cpu: list[float] = []
+    versions: dict[str, list[int]] = {}
+    found, skipped, counter = cases(
+        fit, root, server, opts.peers and not pinned, server_cpu, versions
+    )
+    if pinned:
+        for case in (AUTOLOG, SAME_PRIORITY):
+            found.pop(case, None)
+            skipped.pop(case, None)
+    samples = measure(found, opts.runs, opts.warmup)
+    table = Table("", "s", BASELINE, samples=samples)
     table.notes.update(skipped)
     if server_cpu:
         cpu = statistics.median(server_cpu[-opts.runs :])  # the warm-up came first
-        table.columns["server CPU (s)"] = {"ModelbookCallback, modelbook server": f"{cpu:.2f}"}
-    # issue 15: faster than the framework's own checkpointing on the embedded store; over
-    # HTTP within 5 % (meant with the server on its own core: here it shares the 2 cores)
-    for where, limit in (("embedded store", 0.9), ("modelbook server", 1.05)):
-        goal = f"modelbook ({where}) <= {limit}x ModelCheckpoint"
-        table.goals.append(Goal(goal, f"ModelbookCallback, {where}", limit))
-    improved = counter.count  # type: ignore[attr-defined]
-    report(
-        head,
-        [table],
-        [
-            f"val_loss improved in {improved} of {size.epochs} epochs per run "
-            "(each improvement saves the model)",
-            "the modelbook server runs on the same 2 cores as the training: the CPU it spends "
-            "receiving and checking the uploads (median per run in 'server CPU') is taken "
-            "from the training here, not on a real deployment",
-        ],
-    )
-    return 0
+        table.columns["server CPU (s)"] = {REMOTE: f"{cpu:.2f}"}
+    table.columns["versions"] = {
+        case: "/".join(str(n) for n in counts[-opts.runs :]) for case, counts in versions.items()
+    }
+    return table, counter.count  # type: ignore[attr-defined]
 
 
 def _layers(size: Size) -> list[tuple[int, int]]:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from modelbook import config, plots
 from modelbook.errors import InvalidArgumentError, ModelbookError
 from modelbook.records import ScalarEvent
+from modelbook.threads import run_in_background
 
 if TYPE_CHECKING:
     from modelbook.backends.base import Backend
@@ -97,6 +98,7 @@ class _Sender:
             return lost
 
     def _run(self) -> None:
+        run_in_background()
         while True:
             self._wake.wait(FLUSH_INTERVAL)
             self._wake.clear()

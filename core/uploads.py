@@ -52,6 +52,7 @@ from modelbook.errors import (
 from modelbook.storage import StoredObject, sha256_file
 from modelbook.storage.placement import Destination
 from modelbook.storage.spool import Job, Spool
+from modelbook.threads import run_in_background
 
 log = logging.getLogger("modelbook")
 
@@ -271,6 +272,7 @@ class UploadQueue:
 
     # -- the worker -----------------------------------------------------------------------
     def _run(self) -> None:
+        run_in_background()
         while self.spool.jobs_dir.is_dir():  # a home that was removed ends the worker
             try:
                 self._round()

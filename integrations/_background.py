@@ -32,6 +32,7 @@ from modelbook import config
 from modelbook.errors import InvalidArgumentError
 from modelbook.output_model import add_upload_producer
 from modelbook.records import Metadata
+from modelbook.threads import run_in_background
 
 log = logging.getLogger("modelbook")
 GIB = 1 << 30
@@ -271,6 +272,7 @@ class BackgroundWriter:
         )
 
     def _run(self) -> None:
+        run_in_background()
         while True:
             with self._cond:
                 while not self._pending() and not self._stopping:

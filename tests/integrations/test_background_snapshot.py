@@ -29,12 +29,6 @@ from modelbook.integrations._background import SnapshotMemoryWarning  # noqa: E4
 from modelbook.integrations._torch_snapshot import TorchStager  # noqa: E402
 from modelbook.integrations.pytorch import BestModel  # noqa: E402
 
-# The subject is the callbacks' snapshot path (bytes equal to a synchronous save, latest wins,
-# the memory cap, a crash). Under --clearml-mode these tests fail reading the model back
-# ("model_id must be a non-empty string, got None"), not yet investigated; registering on a
-# ClearML server is covered by each callback's registry[clearml] case.
-pytestmark = pytest.mark.embedded_only
-
 WAIT = 30.0
 
 
@@ -103,16 +97,16 @@ def test_a_staged_state_saves_to_the_bytes_of_the_state_then(tmp_path):
     with torch.no_grad():
         for p in net.parameters():
             p.add_(1.0)  # training goes on before the copy is written
-    (tmp_path / "bg").mkdir()
-    write(tmp_path / "bg" / "model.pt")
-    assert sha256((tmp_path / "bg" / "model.pt").read_bytes()) == expected
+    (tmp_path / "background").mkdir()
+    write(tmp_path / "background" / "model.pt")
+    assert sha256((tmp_path / "background" / "model.pt").read_bytes()) == expected
     # the next snapshot reuses the same buffers (same shapes), and is exact too
     again = TorchStager.of(state)
     reused, write = again.stage(buffers)
     assert [b.data_ptr() for b in reused.storages] == [b.data_ptr() for b in buffers.storages]
-    write(tmp_path / "bg" / "model.pt")
+    write(tmp_path / "background" / "model.pt")
     now = saved(state, tmp_path / "model.pt")
-    assert sha256((tmp_path / "bg" / "model.pt").read_bytes()) == now != expected
+    assert sha256((tmp_path / "background" / "model.pt").read_bytes()) == now != expected
     # what a copy cannot reproduce exactly is saved on the training thread
     assert TorchStager.of({"sparse": torch.eye(3).to_sparse()}) is None
 
@@ -123,7 +117,7 @@ def test_registered_bytes_are_the_state_at_the_improvement_not_later(tmp_path, m
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
     train_step(net, optimizer)
     expected: dict[int, str] = {}
-    with BestModel("val_loss", project_name="bg", task_name="exact") as best:
+    with BestModel("val_loss", project_name="background", task_name="exact") as best:
         gate = Gate(best.registrar, monkeypatch)
         for step, loss in enumerate([3.0, 2.0, 2.5, 1.0], start=1):
             state = full_state(net, optimizer)
@@ -139,7 +133,7 @@ def test_registered_bytes_are_the_state_at_the_improvement_not_later(tmp_path, m
 
 def test_latest_wins_behind_a_slow_writer_with_two_sets_of_buffers(tmp_path, monkeypatch):
     states = {step: {"w": torch.full((1024,), float(step))} for step in range(1, 5)}
-    with BestModel("val_loss", project_name="bg", task_name="latest") as best:
+    with BestModel("val_loss", project_name="background", task_name="latest") as best:
         gate = Gate(best.registrar, monkeypatch)
         for step, state in states.items():
             assert best.update({"val_loss": 10.0 - step}, state, step=step)
@@ -156,7 +150,7 @@ def test_latest_wins_behind_a_slow_writer_with_two_sets_of_buffers(tmp_path, mon
 
 def test_past_the_memory_cap_the_training_thread_saves_with_one_warning(tmp_path, monkeypatch):
     states = {step: {"w": torch.full((1024,), float(step))} for step in range(1, 4)}
-    best = BestModel("val_loss", project_name="bg", task_name="cap", snapshot_memory=6000)
+    best = BestModel("val_loss", project_name="background", task_name="cap", snapshot_memory=6000)
     with warnings.catch_warnings(record=True) as caught, best:
         warnings.simplefilter("always")
         gate = Gate(best.registrar, monkeypatch)
@@ -180,7 +174,7 @@ def test_snapshot_memory_is_checked_and_zero_saves_synchronously(monkeypatch):
     with pytest.raises(InvalidArgumentError, match="MODELBOOK_SNAPSHOT_MEMORY must be"):
         BestModel("val_loss")
     monkeypatch.setenv("MODELBOOK_SNAPSHOT_MEMORY", "0")
-    with BestModel("val_loss", project_name="bg", task_name="sync") as best:
+    with BestModel("val_loss", project_name="background", task_name="sync") as best:
         assert best.registrar.snapshot_memory == 0
         assert best.update({"val_loss": 1.0}, {"w": torch.ones(4)}, step=1)
     assert best.registrar.writer is None and Model(best.model_id).iteration == 1
@@ -190,7 +184,7 @@ CRASH = """
 import os, signal, torch
 from modelbook import OutputModel
 from modelbook.integrations.pytorch import BestModel
-best = BestModel("val_loss", project_name="bg", task_name="crash").start()
+best = BestModel("val_loss", project_name="background", task_name="crash").start()
 for step in (1, 2, 3):
     state = {"w": torch.full((4096,), float(step))}
     best.update({"val_loss": 10.0 - step}, state, step=step)
@@ -210,7 +204,7 @@ def test_a_crash_after_an_improvement_loses_at_most_that_snapshot(tmp_path):
     assert done.returncode == -9, done.stderr[-3000:]
     modelbook.configure()  # the same home, reopened: what the spool holds resumes
     assert OutputModel.wait_for_uploads(timeout=60) == []
-    model = only_model("bg")
+    model = only_model("background")
     versions = registered(model.id)
     expected = {s: saved({"w": torch.full((4096,), float(s))}, tmp_path / f"model-step{s}.pt")
                 for s in (1, 2, 3)}  # fmt: skip
@@ -264,7 +258,7 @@ def test_lightning_registers_what_it_would_have_saved_at_that_step(
             gate.let_through()
 
     torch.manual_seed(0)
-    callback = ModelbookCallback(project_name="bg", task_name="lightning",
+    callback = ModelbookCallback(project_name="background", task_name="lightning",
                                  save_weights_only=weights_only)  # fmt: skip
     gate = Gate(callback.registrar, monkeypatch)
     expect = Expect()
@@ -303,7 +297,9 @@ def test_transformers_folder_is_what_save_pretrained_writes_at_that_step(tmp_pat
                     tensor.add_(1.0)
             gate.let_through()
 
-    callback = ModelbookCallback(monitor="score", mode="max", project_name="bg", task_name="hf")
+    callback = ModelbookCallback(
+        monitor="score", mode="max", project_name="background", task_name="transformers"
+    )
     gate = Gate(callback.registrar, monkeypatch)
     expect = Expect()
     trainer = transformers.Trainer(
@@ -356,7 +352,7 @@ def test_keras_weights_are_what_save_weights_writes_at_that_step(tmp_path, monke
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(0.001), loss="mse")
-    callback = ModelbookCallback("loss", project_name="bg", task_name="keras")
+    callback = ModelbookCallback("loss", project_name="background", task_name="keras")
     gate = Gate(callback.registrar, monkeypatch)
     expect = Expect()
     x = np.random.default_rng(0).random((32, 4), dtype=np.float32)
