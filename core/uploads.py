@@ -406,15 +406,24 @@ class UploadQueue:
         if job.destination is None or not job.filename:
             raise UploadError(f"upload job {job.id} has no destination", transient=False)
         payload = self.spool.payload(job)
-        if job.sha256 is None:
-            job.sha256, job.size = sha256_file(payload)
-            self.spool.save(job)
-        uri = Destination.from_json(job.destination).object_uri(job.sha256, job.filename, job.id)
-        self.backend.begin_object_write(uri, job.sha256, job.size)
+        destination = Destination.from_json(job.destination)
+        if job.sha256 is None and destination.needs_digest:  # the digest names the object
+            self._hash(job, payload)
+        uri = destination.object_uri(job.sha256, job.filename, job.id)
         driver = self.backend.driver_for(uri)
+        if job.sha256 is None and not driver.hashes_in_transit:
+            self._hash(job, payload)
+        # the object is the registry's before a byte is written (its digest, when known)
+        self.backend.begin_object_write(uri, job.sha256, job.size)
         if driver.exists(uri):
-            return StoredObject(uri, job.sha256, job.size or 0)
+            if job.sha256 is None:  # an earlier attempt stored it and lost the answer
+                self._hash(job, payload)
+                self.backend.begin_object_write(uri, job.sha256, job.size)  # checks its bytes
+            return StoredObject(uri, job.sha256 or "", job.size or 0)
         stored = driver.put(payload, uri, sha256=job.sha256, move=True)
+        if job.sha256 is None:  # hashed while it was sent: read once
+            job.sha256, job.size = stored.sha256, stored.size
+            self.spool.save(job)
         if stored.sha256 != job.sha256 or stored.size != job.size:
             raise StorageError(
                 f"stored {uri} does not match its snapshot (sha256 {stored.sha256} vs "
@@ -422,6 +431,10 @@ class UploadQueue:
                 transient=True,
             )
         return stored
+
+    def _hash(self, job: Job, payload: Path) -> None:
+        job.sha256, job.size = sha256_file(payload)
+        self.spool.save(job)
 
 
 def describe(job: Job) -> str:

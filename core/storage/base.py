@@ -31,6 +31,13 @@ class StorageDriver(ABC):
 
     schemes: tuple[str, ...] = ()
 
+    @property
+    def hashes_in_transit(self) -> bool:
+        """Whether :meth:`put` without a digest hashes the bytes as it sends them (one read
+        of the file); otherwise the caller that needs the digest anyway hashes first and
+        passes it, which lets the driver skip a pass (a rename instead of a copy, say)."""
+        return False
+
     @abstractmethod
     def put(
         self, src: Path, uri: str, sha256: str | None = None, move: bool = False

@@ -183,6 +183,10 @@ class HttpFilesDriver(StorageDriver):
             self._raw_upload = bool(self._raw_upload())
         return self._raw_upload
 
+    @property
+    def hashes_in_transit(self) -> bool:
+        return self.raw_upload  # the sha256 trailer; a multipart POST hashes first
+
     def _under_host(self, uri: str) -> bool:
         host = self.files_host
         return bool(host) and (uri == host or uri.startswith(host + "/"))  # type: ignore[operator]

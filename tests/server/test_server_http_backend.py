@@ -157,3 +157,38 @@ sdk {
     dotted = tmp_path / "dotted.conf"
     dotted.write_text('api.api_server = "https://api.example.com"\napi.credentials.access_key: K\n')
     assert read_clearml_conf(dotted) == {"api_host": "https://api.example.com", "access_key": "K"}
+
+
+def test_weights_uploaded_to_a_modelbook_server_are_read_once(
+    server, tmp_path, monkeypatch
+) -> None:
+    """The upload worker sends the spooled file with the sha256 as a trailer, hashed while
+    it is sent: no hashing pass over the file before it (the ClearML layout does not need
+    the digest in the object's name), and the registry still gets the digest."""
+    import hashlib
+
+    import modelbook
+    from modelbook import OutputModel, Task, uploads
+
+    modelbook.configure(home=str(tmp_path / "home"), api_host=server.api_host,
+                        files_host=server.files_host, access_key=server.access_key,
+                        secret_key=server.secret_key)  # fmt: skip
+    passes: list[Path] = []
+    hash_pass = uploads.sha256_file
+
+    def counted(path: Path) -> tuple[str, int]:
+        passes.append(path)
+        return hash_pass(path)
+
+    monkeypatch.setattr(uploads, "sha256_file", counted)
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"weights " * 100_000)
+    task = Task.init(project_name="read once", task_name="upload")
+    model = OutputModel(task=task)
+    model.update_weights(str(weights), iteration=1)
+    assert OutputModel.wait_for_uploads(timeout=30) == []
+    version = modelbook.Model(model.id).versions[-1]
+    task.close()
+    assert passes == []
+    assert version.sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert version.size == weights.stat().st_size
