@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -109,6 +111,33 @@ def test_a_staged_state_saves_to_the_bytes_of_the_state_then(tmp_path):
     assert sha256((tmp_path / "background" / "model.pt").read_bytes()) == now != expected
     # what a copy cannot reproduce exactly is saved on the training thread
     assert TorchStager.of({"sparse": torch.eye(3).to_sparse()}) is None
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    sizes=st.lists(st.integers(0, 5000), min_size=1, max_size=8),
+    workers=st.integers(2, 4),
+    threshold=st.integers(1, 20000),
+)
+def test_the_copy_split_over_threads_is_exact(sizes, workers, threshold):
+    """Big snapshots are copied by several threads, storages cut into equal shares at any
+    byte: whatever the cut, every byte lands where one memmove would have put it."""
+    import modelbook.integrations._torch_snapshot as snapshot
+
+    generator = torch.Generator().manual_seed(len(sizes))
+    state = {f"t{i}": torch.randint(0, 255, (n,), dtype=torch.uint8, generator=generator)
+             for i, n in enumerate(sizes)}  # fmt: skip
+    state["view"] = state["t0"][: sizes[0] // 2]  # shares t0's storage
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(snapshot, "PARALLEL_FROM", threshold)
+        patch.setattr(snapshot.os, "sched_getaffinity", lambda pid: set(range(workers)))
+        stager = TorchStager.of(state)
+        stager.stage(None)
+    for name, tensor in state.items():
+        assert torch.equal(stager.staged[name], tensor), name
+    assert stager.staged["view"].untyped_storage()._cdata == (
+        stager.staged["t0"].untyped_storage()._cdata
+    )
 
 
 def test_registered_bytes_are_the_state_at_the_improvement_not_later(tmp_path, monkeypatch):
