@@ -130,10 +130,10 @@ def _memmove_all(moves: list[tuple[int, int, int]]) -> None:
     anyway, so the stall shrinks with the memory bandwidth one core cannot use alone (1 GiB
     here: 0.11 s on one thread, 0.065 s on two)."""
     total = sum(size for _, _, size in moves)
-    workers = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = min(4, cpus or 1)
     if total < PARALLEL_FROM or workers < 2:
-        for to, source, size in moves:
-            ctypes.memmove(to, source, size)
+        _memmove_share(moves)
         return
     share, shares, current, filled = -(-total // workers), [], [], 0
     for to, source, size in moves:  # cut the ranges into `workers` shares of ~equal bytes
