@@ -259,6 +259,11 @@ class ApiClient:
             return ModelNotFoundError(str(extra.get("model_id") or body.get("model") or ""))
         if name in _REBUILDABLE:
             return _rebuild(name, message)
+        budget = extra.get("budget_s") if isinstance(extra, dict) else None
+        if name == "StatementTimeoutError" and isinstance(budget, (int, float)):
+            stopped = _rebuild(name, message)
+            stopped.budget = float(budget)  # type: ignore[attr-defined]
+            return stopped
         if (code, sub) == (400, 101):
             return TaskNotFoundError(f"with id {body.get('task')!r}")
         refusal = _DELETE_REFUSALS.get((code, sub)) if endpoint == "models.delete" else None

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 import modelbook
 from modelbook.config import get_backend
 from modelbook.errors import ConfigurationError, InvalidArgumentError, StatementTimeoutError
+from modelbook.records import ModelQuery
 from modelbook.server.settings import ServerSettings, normalize_db_url
 from modelbook.server.testing import LiveServer, envelope_data, live_server, postgres_bin_dir
 from modelbook.store import schema as s
@@ -184,6 +185,23 @@ def _check_budget_holds(server: LiveServer, project: str) -> None:
 def test_sqlite_server_stops_a_request_at_its_budget(tmp_path: Path) -> None:
     with live_server(tmp_path, extra_args=["--request-timeout", str(BUDGET)]) as server:
         _check_budget_holds(server, _fill(server.db_url))
+        _check_client_is_told(server)
+
+
+def _check_client_is_told(server: LiveServer) -> None:
+    """modelbook's own client raises the same StatementTimeoutError the store raised."""
+    modelbook.configure(home=str(Path(server.files_root).parent / "client"),
+                        api_host=server.api_host, files_host=server.files_host,
+                        access_key=server.access_key, secret_key=server.secret_key)  # fmt: skip
+    try:
+        backend = get_backend()
+        project = backend.get_or_create_project("budget").id
+        query = ModelQuery(projects=[project], name_pattern=SLOW_PATTERN)
+        with pytest.raises(StatementTimeoutError, match=r"time budget of 0\.5 s") as stopped:
+            backend.query_models(query)
+        assert stopped.value.budget == BUDGET
+    finally:
+        modelbook.configure()
 
 
 @postgres_only
