@@ -12,7 +12,7 @@
   body is the file, optionally followed by its sha256 (``X-Modelbook-Trailer: sha256``; or
   the digest up front in ``X-Modelbook-Sha256``); a ``Content-Length`` is required. Written
   straight to a temporary file, fsynced once, checked and renamed as a ``POST`` upload is.
-* ``GET`` / ``HEAD /files/<path>``: the bytes, with ``Content-Length``, in 1 MiB pieces.
+* ``GET`` / ``HEAD /files/<path>``: the bytes, with ``Content-Length``, in 4 MiB pieces.
 * ``DELETE /files/<path>``: removes a file; 404 if there is none, 409 if a model references
   it. An upload onto a file a published model references is refused (409); onto one an
   older version references, the old bytes are kept under a version-specific name
@@ -65,8 +65,9 @@ log = logging.getLogger("modelbook.server.files")
 TMP_DIR = RESERVED_PREFIX + "-tmp"
 SHA256_HEADER = "x-modelbook-sha256"
 _STALE_TMP_SECONDS = 24 * 3600
-#: Bytes per piece of a download (Starlette's default, 64 KiB, costs a thread hop each).
-DOWNLOAD_CHUNK = 1024 * 1024
+#: Bytes per piece of a download: each costs a thread hop (Starlette's default is 64 KiB);
+#: 4 MiB against 1 MiB: server CPU 0.46 against 0.60 s/GiB, 1.31 against 1.11 GB/s here.
+DOWNLOAD_CHUNK = 4 * 1024 * 1024
 
 
 class FilesError(Exception):
