@@ -31,7 +31,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -197,6 +197,21 @@ class _UploadSink:
             part.tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _answered_as_upload_errors() -> Iterator[None]:
+    """What storing an upload can raise, answered as the files server answers it: a file a
+    model references is a 409, a client gone a 400, a disk error a 500 (logged)."""
+    try:
+        yield
+    except ReferencedFileError as exc:
+        raise FilesError(409, str(exc)) from None
+    except ClientDisconnect:
+        raise FilesError(400, "the client disconnected during the upload") from None
+    except OSError as exc:
+        log.error("upload failed: %s", exc)
+        raise FilesError(500, f"could not store the upload: {exc.strerror}") from None
+
+
 class FilesServer:
     """The files-server endpoints over one root folder.
 
@@ -275,30 +290,25 @@ class FilesServer:
         sink = _UploadSink(self.root, self.tmp_dir, folder)
         parser = MultipartParser(params[b"boundary"], sink.callbacks())
         received = 0
-        try:
-            async for chunk in request.stream():
-                received += len(chunk)
-                if received > self.max_upload:
-                    raise FilesError(413, f"upload exceeds the limit of {self.max_upload} bytes")
-                parser.write(chunk)
-            parser.finalize()
-            saved = await run_in_threadpool(
-                sink.commit, self.root, request.headers.get(SHA256_HEADER), self.index,
-                self.objects.before_overwrite,
-            )  # fmt: skip
-        except UnsafePathError as exc:
-            raise FilesError(400, str(exc)) from None
-        except ReferencedFileError as exc:
-            raise FilesError(409, str(exc)) from None
-        except (FormParserError, UnicodeDecodeError) as exc:
-            raise FilesError(400, f"malformed multipart body: {exc}") from None
-        except ClientDisconnect:
-            raise FilesError(400, "the client disconnected during the upload") from None
-        except OSError as exc:
-            log.error("upload failed: %s", exc)
-            raise FilesError(500, f"could not store the upload: {exc.strerror}") from None
-        finally:
-            sink.cleanup()
+        with _answered_as_upload_errors():
+            try:
+                async for chunk in request.stream():
+                    received += len(chunk)
+                    if received > self.max_upload:
+                        limit = self.max_upload
+                        raise FilesError(413, f"upload exceeds the limit of {limit} bytes")
+                    parser.write(chunk)
+                parser.finalize()
+                saved = await run_in_threadpool(
+                    sink.commit, self.root, request.headers.get(SHA256_HEADER), self.index,
+                    self.objects.before_overwrite,
+                )  # fmt: skip
+            except UnsafePathError as exc:
+                raise FilesError(400, str(exc)) from None
+            except (FormParserError, UnicodeDecodeError) as exc:
+                raise FilesError(400, f"malformed multipart body: {exc}") from None
+            finally:
+                sink.cleanup()
         return JSONResponse(saved)
 
     async def _upload_raw(self, request: Request, path: str) -> Response:
@@ -322,29 +332,23 @@ class FilesServer:
         tmp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
         sink.current = part = _Part(target=target, tmp=tmp, fh=open(tmp, "wb"))  # noqa: SIM115
         receiver: RawReceiver | None = None
-        try:
-            receiver = RawReceiver(part.fh, int(declared), trailer=trailer is not None)
-            await pump(request.stream(), receiver)
-            expected = receiver.expected_sha256() or request.headers.get(SHA256_HEADER)
-            part.digest, part.size = receiver.digest, receiver.size
-            await run_in_threadpool(receiver.finish)  # flush, fsync, close: off the loop
-            sink.current, sink.done = None, [part]
-            saved = await run_in_threadpool(
-                sink.commit, self.root, expected, self.index, self.objects.before_overwrite
-            )
-        except BodyError as exc:
-            raise FilesError(400, f"malformed upload body: {exc}") from None
-        except ReferencedFileError as exc:
-            raise FilesError(409, str(exc)) from None
-        except ClientDisconnect:
-            raise FilesError(400, "the client disconnected during the upload") from None
-        except OSError as exc:
-            log.error("upload failed: %s", exc)
-            raise FilesError(500, f"could not store the upload: {exc.strerror}") from None
-        finally:
-            if receiver is not None:
-                receiver.close()  # stops its writeback thread (done already on success)
-            sink.cleanup()
+        with _answered_as_upload_errors():
+            try:
+                receiver = RawReceiver(part.fh, int(declared), trailer=trailer is not None)
+                await pump(request.stream(), receiver)
+                expected = receiver.expected_sha256() or request.headers.get(SHA256_HEADER)
+                part.digest, part.size = receiver.digest, receiver.size
+                await run_in_threadpool(receiver.finish)  # flush, fsync, close: off the loop
+                sink.current, sink.done = None, [part]
+                saved = await run_in_threadpool(
+                    sink.commit, self.root, expected, self.index, self.objects.before_overwrite
+                )
+            except BodyError as exc:
+                raise FilesError(400, f"malformed upload body: {exc}") from None
+            finally:
+                if receiver is not None:
+                    receiver.close()  # stops its writeback thread (done already on success)
+                sink.cleanup()
         return JSONResponse(saved)
 
     def _download(self, path: str) -> Response:
