@@ -204,24 +204,22 @@ def cases(
 
         return run
 
-    embedded, remote = EMBEDDED, REMOTE
     found: dict[str, Callable[[], float | None]] = {
         "no checkpointing": none,
         BASELINE: lightning,
-        embedded: with_modelbook(embedded, root / "home-embedded", None),
+        EMBEDDED: with_modelbook(EMBEDDED, root / "home-embedded", None),
         SAME_PRIORITY: with_modelbook(SAME_PRIORITY, root / "home-nice-0", None, nice="0"),
     }
     if server is not None:
-        found[remote] = with_modelbook(remote, root / "home-client", server)
+        found[REMOTE] = with_modelbook(REMOTE, root / "home-client", server)
     else:
-        skipped[remote] = "not measured: pip install 'modelbook[server]'"
-    autolog = AUTOLOG
+        skipped[REMOTE] = "not measured: pip install 'modelbook[server]'"
     if not peers:
-        skipped[autolog] = "skipped (--no-peers)"
+        skipped[AUTOLOG] = "skipped (--no-peers)"
     elif not installed("mlflow"):
-        skipped[autolog] = "not installed"
+        skipped[AUTOLOG] = "not installed"
     else:
-        found[autolog] = with_mlflow(fit, root / "mlflow")
+        found[AUTOLOG] = with_mlflow(fit, root / "mlflow")
     return found, skipped, counter
 
 

@@ -29,13 +29,14 @@ def own_nice() -> int:
     return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
-def in_thread(fn: object) -> list[object]:
-    out: list[object] = []
-    thread = threading.Thread(target=lambda: out.append(fn()))  # type: ignore[operator]
+def lowered_in_a_thread() -> tuple[int | None, int]:
+    """In a fresh thread: what ``run_in_background`` returned, and the niceness it left."""
+    out: list[tuple[int | None, int]] = []
+    thread = threading.Thread(target=lambda: out.append((run_in_background(), own_nice())))
     thread.start()
     thread.join(10)
     assert not thread.is_alive()
-    return out
+    return out[0]
 
 
 def test_a_background_thread_runs_at_the_configured_niceness_above_the_process(
@@ -43,7 +44,7 @@ def test_a_background_thread_runs_at_the_configured_niceness_above_the_process(
 ) -> None:
     base = own_nice()
     monkeypatch.setenv(ENV, "5")
-    set_to, seen = in_thread(lambda: (run_in_background(), own_nice()))[0]  # type: ignore[misc]
+    set_to, seen = lowered_in_a_thread()
     assert set_to == seen == min(19, base + 5)
     assert own_nice() == base  # the calling thread keeps its priority
 
@@ -52,7 +53,7 @@ def test_nice_zero_leaves_the_thread_at_the_training_priority(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(ENV, "0")
-    assert in_thread(lambda: (run_in_background(), own_nice()))[0] == (own_nice(), own_nice())
+    assert lowered_in_a_thread() == (own_nice(), own_nice())
 
 
 @pytest.mark.parametrize("value", ["-1", "20", "high", "1.5"])
@@ -63,7 +64,7 @@ def test_a_bad_setting_is_named_and_the_thread_keeps_running(
     with pytest.raises(Exception, match=f"{ENV} must be a whole number from 0 .* to 19"):
         background_nice()
     with caplog.at_level(logging.WARNING, logger="modelbook"):
-        assert in_thread(lambda: (run_in_background(), own_nice()))[0] == (None, own_nice())
+        assert lowered_in_a_thread() == (None, own_nice())
     assert ENV in caplog.text and repr(value) in caplog.text
 
 
