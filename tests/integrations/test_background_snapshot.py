@@ -25,7 +25,7 @@ torch = pytest.importorskip("torch")
 from scripted import every_version_reads_back, only_model  # noqa: E402
 
 import modelbook  # noqa: E402
-from modelbook import Model, OutputModel  # noqa: E402
+from modelbook import Model, OutputModel, config, uploads  # noqa: E402  # noqa: E402
 from modelbook.errors import InvalidArgumentError  # noqa: E402
 from modelbook.integrations._background import SnapshotMemoryWarning  # noqa: E402
 from modelbook.integrations._torch_snapshot import TorchStager  # noqa: E402
@@ -45,6 +45,7 @@ class Gate:
             self.entered.set()
             assert self.open.wait(WAIT), "the test never opened the gate"
             deliver(slot)
+            stored()  # before the next is written: the upload queue would coalesce them
 
         monkeypatch.setattr(registrar, "_deliver", gated)  # the writer is built at first save
 
@@ -54,6 +55,12 @@ class Gate:
         self.open.set()
         assert OutputModel.wait_for_uploads(timeout=WAIT) == []  # the writers first
         self.open.clear()
+
+
+def stored() -> None:
+    """Wait until the upload queue stored what was queued: a newer version queued before an
+    older one was stored would supersede it (latest wins), and the tests count versions."""
+    assert uploads.queue_for(config.get_backend(), config.home()).wait(WAIT) == []
 
 
 def sha256(data: bytes) -> str:
@@ -187,6 +194,8 @@ def test_past_the_memory_cap_the_training_thread_saves_with_one_warning(tmp_path
             best.update({"val_loss": 10.0 - step}, state, step=step)
             if step == 1:
                 assert gate.entered.wait(WAIT)
+            else:
+                stored()  # before the next is queued
         assert best.registrar.writer.peak == 4096
         gate.open.set()  # step 1 is written last: older than step 3, it is dropped
     memory = [w for w in caught if issubclass(w.category, SnapshotMemoryWarning)]
