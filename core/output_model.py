@@ -586,18 +586,7 @@ class OutputModel(BaseModel):
             producer(timeout)
         spent = time.monotonic() - started
         left = queue.wait(None if timeout is None else max(0.0, timeout - spent))
-        if left:
-            away = not queue.online()
-            why = (
-                "the registry is away or offline mode is on; `modelbook sync` or the next "
-                "modelbook process sends them" if away
-                else f"still pending after {timeout} s; they resume in the background or later"
-            )  # fmt: skip
-            said = "offline" if queue.offline() else queue.outages  # once per outage
-            level = logging.INFO if away and queue.told == said else logging.WARNING
-            queue.told = said if away else None
-            log.log(level, "%d job(s) wait in %s (%s): %s", len(left), queue.spool.root, why,
-                    "; ".join(uploads.describe(j) for j in left[:5]))  # fmt: skip
+        queue.report_left(left, timeout)
         return left
 
     @classmethod

@@ -108,7 +108,7 @@ class UploadQueue:
         self._gone_at = float("-inf")  # monotonic time the registry last failed to answer
         #: How many times the registry stopped answering (one log line per outage).
         self.outages = 0
-        self.told: object = None
+        self._told: object = None  # the outage (or "offline") that report_left logged
         #: True while ``modelbook sync`` drains the queue: offline mode does not hold it.
         self.syncing = False
         #: The latest jobs done, oldest first (``modelbook sync`` summarises them).
@@ -259,6 +259,23 @@ class UploadQueue:
                 if self.offline() or (self.reachable is False and self._gone_at > started):
                     return left
                 self._cond.wait(timeout=0.2 if remaining is None else min(0.2, remaining))
+
+    def report_left(self, left: list[Job], timeout: float | None) -> None:
+        """Log the jobs a wait left pending: a warning, or information when the registry is
+        away and this outage (or offline mode) was already reported."""
+        if not left:
+            return
+        away = not self.online()
+        why = (
+            "the registry is away or offline mode is on; `modelbook sync` or the next "
+            "modelbook process sends them" if away
+            else f"still pending after {timeout} s; they resume in the background or later"
+        )  # fmt: skip
+        said = "offline" if self.offline() else self.outages  # once per outage
+        level = logging.INFO if away and self._told == said else logging.WARNING
+        self._told = said if away else None
+        log.log(level, "%d job(s) wait in %s (%s): %s", len(left), self.spool.root, why,
+                "; ".join(describe(j) for j in left[:5]))  # fmt: skip
 
     def kick(self) -> None:
         """Make sure the worker runs and looks at the spool now."""
