@@ -30,6 +30,9 @@ from modelbook.server.ui.render import (
 )
 from modelbook.server.ui.views import ModelView, meta, monitored
 
+#: Versions listed per page of the model page's versions table (every version is plotted).
+VERSIONS_PAGE = 50
+
 
 def status_badges(model: ModelRecord) -> str:
     shown = badge("published", "published") if model.ready else badge("draft", "draft")
@@ -138,10 +141,20 @@ def _plots(view: ModelView) -> str:
     return '<section class="plots">' + "".join(parts) + "</section>" if parts else ""
 
 
-def _versions(view: ModelView) -> str:
+def _versions(view: ModelView, before: int | None) -> str:
+    """The newest :data:`VERSIONS_PAGE` versions (older than ``before``, if given), newest
+    first, with links to the older and the newest ones."""
     model = view.model
+    older = [v for v in reversed(view.versions) if before is None or v.version < before]
+    shown = older[:VERSIONS_PAGE]
+    pages = []
+    if before is not None:
+        pages.append(link(url("models", model.id) + "#versions", "newest versions"))
+    if len(older) > len(shown):
+        pages.append(link(f"{url('models', model.id)}?before={shown[-1].version}#versions",
+                          "older versions", "older"))  # fmt: skip
     rows, classes = [], []
-    for v in reversed(view.versions):
+    for v in shown:
         marks = badge("best", "best") if v.version == view.best else ""
         marks += badge("pruned", "pruned") if v.pruned else ""
         marks += badge("current", "current") if v.uri == model.uri else ""
@@ -161,7 +174,12 @@ def _versions(view: ModelView) -> str:
     head = ["", "Version", "Iteration", view.monitor or "Metric", "Epoch", "Size", "sha256",
             "Stored at", ""]  # fmt: skip
     listing = table(head, rows, classes, cls="versions") if rows else "<p>No versions yet.</p>"
-    return (f'<h2>Versions</h2><form method="get" action="{url("compare")}">{listing}'
+    if shown:
+        listing = (f'<p class="count">versions {shown[-1].version} to {shown[0].version} of '
+                   f"{len(view.versions)}</p>{listing}")  # fmt: skip
+    paging = f'<p class="pages">{" · ".join(pages)}</p>' if pages else ""
+    return (f'<h2 id="versions">Versions</h2><form method="get" action="{url("compare")}">'
+            f"{listing}{paging}"
             '<p><button type="submit">Compare selected versions</button></p></form>')  # fmt: skip
 
 
@@ -173,8 +191,8 @@ def _lineage(view: ModelView) -> str:
             + definitions([("Made by task", made), ("Used as input by", used)]))  # fmt: skip
 
 
-def model_html(view: ModelView, csrf: str) -> str:
-    """The body of the model page."""
+def model_html(view: ModelView, csrf: str, before: int | None = None) -> str:
+    """The body of the model page; its versions table lists those older than ``before``."""
     model = view.model
     monitor, value = monitored(model)
     facts = definitions([
@@ -200,6 +218,6 @@ def model_html(view: ModelView, csrf: str) -> str:
     design = f"<pre>{esc(model.design)}</pre>" if model.design else "<p>None.</p>"
     return (
         f"<h1>{esc(model.name)} {status_badges(model)}</h1>{_actions(view, csrf)}{facts}"
-        f"{_plots(view)}{_versions(view)}{_lineage(view)}<h2>Metadata</h2>{metadata}"
+        f"{_plots(view)}{_versions(view, before)}{_lineage(view)}<h2>Metadata</h2>{metadata}"
         f"<h2>Labels</h2>{labels}<h2>Design</h2>{design}"
     )

@@ -2,7 +2,8 @@
 
 Each series is a ``<polyline>``; with ``points=True`` every point is also a ``<circle
 class="point">`` carrying its ``data-x`` / ``data-y`` and a ``<title>`` (the browser's
-tooltip). Long series (reported scalars) are thinned to :data:`MAX_LINE_POINTS` for the line.
+tooltip). Long series (reported scalars) are thinned to :data:`MAX_LINE_POINTS` for the line,
+and to :data:`MAX_MARKS` circles.
 
 Example:
     >>> svg = line_plot("val_loss", {"val_loss": [(1, 0.9), (2, 0.5), (3, 0.4)]}, points=True)
@@ -20,6 +21,9 @@ from html import escape
 
 #: Points drawn per line at most (a longer series is thinned evenly, its ends kept).
 MAX_LINE_POINTS = 1000
+#: Circles drawn per series at most with ``points=True`` (thinned the same way; the
+#: highlighted point is always drawn).
+MAX_MARKS = 200
 COLORS = ("#1f6feb", "#d1242f", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#0a7c86", "#57606a")
 WIDTH, HEIGHT = 640, 240
 _LEFT, _RIGHT, _TOP, _BOTTOM = 64, 16, 12, 36
@@ -42,11 +46,16 @@ def _label(value: float) -> str:
     return f"{value:.2e}"
 
 
+def _kept(count: int, limit: int) -> list[int]:
+    """The indices of ``count`` points to draw: all, or ``limit`` evenly spread, ends kept."""
+    if count <= limit:
+        return list(range(count))
+    step = (count - 1) / (limit - 1)
+    return [round(i * step) for i in range(limit)]
+
+
 def _thin(points: Points, limit: int) -> Points:
-    if len(points) <= limit:
-        return points
-    step = (len(points) - 1) / (limit - 1)
-    return [points[round(i * step)] for i in range(limit)]
+    return [points[i] for i in _kept(len(points), limit)]
 
 
 def line_plot(
@@ -112,9 +121,12 @@ def line_plot(
             continue
         texts = list((tooltips or {}).get(name, []))
         best = (highlight or {}).get(name)
+        marked = set(_kept(len(values), MAX_MARKS))
         for i, (x, y) in enumerate(values):
-            tip = texts[i] if i < len(texts) else f"{_label(x)}: {y!r}"
             big = best is not None and x == best
+            if i not in marked and not big:
+                continue
+            tip = texts[i] if i < len(texts) else f"{_label(x)}: {y!r}"
             parts.append(
                 f'<circle class="point{" best" if big else ""}" cx="{px(x):.1f}" '
                 f'cy="{py(y):.1f}" r="{5 if big else 3.5}" fill="{color}" data-series='

@@ -52,7 +52,13 @@ from modelbook.server.ui.pages import model_html, models_html
 from modelbook.server.ui.pages_extra import compare_html, error_html, login_html, task_html
 from modelbook.server.ui.queries import ModelFilter, models_page
 from modelbook.server.ui.render import CSP, PREFIX, layout, url
-from modelbook.server.ui.views import compare, model_view, parse_refs, task_view
+from modelbook.server.ui.views import (
+    compare,
+    model_view,
+    parse_refs,
+    task_view,
+    versions_before,
+)
 from modelbook.store.sql import SqlStore
 
 _HEADERS = {
@@ -238,9 +244,11 @@ class _Handlers:
         return self.page("Models", models_html(page, chosen), session)
 
     async def model(self, request: Request, session: _Session) -> Response:
+        before = versions_before(request.query_params.get("before"))
         view = await run_in_threadpool(model_view, self.store, request.path_params["model_id"])
         notice = actions.NOTICES.get(request.query_params.get("done", ""), "")
-        return self.page(view.model.name, model_html(view, session.csrf), session, notice=notice)
+        body = model_html(view, session.csrf, before)
+        return self.page(view.model.name, body, session, notice=notice)
 
     async def compare(self, request: Request, session: _Session) -> Response:
         params = request.query_params

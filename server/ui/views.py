@@ -147,6 +147,22 @@ class Comparison:
         return len({column.get(row, "") for column in self.cells}) > 1
 
 
+def versions_before(text: str | None) -> int | None:
+    """The model page's ``before=`` (list the versions older than this one), checked.
+
+    Raises:
+        InvalidArgumentError: not a whole number >= 2.
+    """
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit()) or int(text) < 2:
+        raise InvalidArgumentError(
+            f"before={text!r} is not accepted: it takes a version number >= 2 (the versions "
+            "older than it are listed)"
+        )
+    return int(text)
+
+
 def parse_refs(versions: list[str], models: list[str]) -> list[tuple[str, int | None]]:
     """``(model id, version or None)`` of a comparison's ``v=<model id>:<version>`` and
     ``m=<model id>`` parameters.

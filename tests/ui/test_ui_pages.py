@@ -263,3 +263,42 @@ def test_the_model_page_plots_the_models_own_reported_scalars(
     store.add_model_scalars(model.id, [ScalarEvent("eval", "top1", i, 0.1 * i) for i in range(3)])
     page = browser.get(f"/ui/models/{model.id}").text
     assert "eval (reported on the model)" in page and "No versions yet." in page
+
+
+def test_a_long_model_lists_its_versions_a_page_at_a_time_and_plots_them_all(
+    browser: Browser, ui: tuple[Any, Any, Seeded]
+) -> None:
+    from modelbook.server.ui.pages import VERSIONS_PAGE
+    from modelbook.server.ui.plots import MAX_MARKS
+
+    store, count = ui[1], MAX_MARKS + 57
+    model = store.create_model(name="long", project=None)
+    for n in range(1, count + 1):  # val_loss falls to v(count - 10), then rises
+        loss = abs(n - (count - 10)) / count
+        metadata = to_metadata({"monitor": "val_loss", "monitor_mode": "min",
+                                "monitor_value": loss})  # fmt: skip
+        store.add_model_version(model.id, uri=f"file:///nowhere/long/{n}", sha256=None, size=1,
+                                iteration=n, owned=False, metadata=metadata)  # fmt: skip
+    listed: list[int] = []
+    target: str | None = f"/ui/models/{model.id}"
+    while target:
+        page = browser.get(target)
+        assert page.status == 200, error_of(page.text)
+        rows = [int(v) for v in re.findall(r'aria-label="compare version (\d+)"', page.text)]
+        assert 0 < len(rows) <= VERSIONS_PAGE and rows == sorted(rows, reverse=True)
+        listed += rows
+        assert f"versions {rows[-1]} to {rows[0]} of {count}" in page.text
+        # every page plots every version: thinned circles, the best one always among them
+        plot = page.text.split('<figure class="plot">')[1]
+        assert MAX_MARKS <= plot.count("<circle") <= MAX_MARKS + 1  # + the best, if not kept
+        best = re.search(r'class="point best"[^>]*data-x="(\d+)"', plot)
+        assert best and int(best[1]) == count - 10
+        older = re.search(r'<a href="([^"]+)" class="older">', page.text)
+        target = older[1] if older else None
+        if target:
+            assert target.endswith(f"?before={rows[-1]}#versions")
+    assert listed == list(range(count, 0, -1))  # each version once, newest first
+    assert "newest versions" in browser.get(f"/ui/models/{model.id}?before=3").text
+    for bad in ("0", "1", "x", "-2", "²"):
+        refused = browser.get(f"/ui/models/{model.id}?before={quote(bad)}")
+        assert refused.status == 400 and "version number &gt;= 2" in error_of(refused.text), bad
