@@ -476,14 +476,18 @@ class Task(_ModelEntries, TaskReports):
 
         ``OutputModel`` / ``InputModel``: registered as the task's output / input under
         ``name``. A dict (nested dicts flattened with "/"): stored as hyper-parameters in
-        section ``name`` (default "General").
+        section ``name`` (default "General"). A closed task refuses hyper-parameters and
+        input models (what a run started from is fixed when it ends) but still takes output
+        models, as a ClearML server takes models for a completed task: a best model whose
+        weights arrive after ``close()`` is registered, not lost.
         """
         from modelbook.output_model import OutputModel
 
-        self._check_open()
-        if isinstance(mutable, OutputModel):
+        if isinstance(mutable, OutputModel):  # also once closed: late weights are not lost
             mutable.connect(self, name)
-        elif isinstance(mutable, InputModel):
+            return mutable
+        self._check_open()
+        if isinstance(mutable, InputModel):
             self._update(comment=f"{self._data().comment}\nUsing model id: {mutable.id}".lstrip())
             mutable.connect(self, name, ignore_remote_overrides)
         elif isinstance(mutable, Mapping):

@@ -120,7 +120,8 @@ class _ModelEntries:
     def _connect_model(
         self, model: BaseModel, kind: str, entry: str, design: str, labels: dict[str, int]
     ) -> None:
-        self._check_open()
+        if kind == "input":  # a closed task still takes output models (see Task.connect)
+            self._check_open()
         args = {"task": self.id, "kind": kind, "entry": entry, "model": model.id,
                 "design": design, "labels": labels}  # fmt: skip
         record = self._queue().call(self._chain, "connect_model", args)

@@ -368,10 +368,9 @@ class ApiMachine(Machine):
         current = self.models.get(handle.id) if handle.id else None
         published = current is not None and current.published
         source_ok = source in ("file", "register")
-        # a closed task takes no new entry: a model created before its first weights (by
-        # metadata, a name) cannot get them once its task is closed
-        closed = handle.id is not None and not handle.connected and handle.owner.closed
-        ok = args_ok and source_ok and not published and not closed
+        # a closed task still takes output models, whether created before its first weights
+        # (by metadata, a name) or after (Task.connect's docstring)
+        ok = args_ok and source_ok and not published
         refused: Any = Invalid
         if source in ("both", "neither"):  # said before anything else
             refused = errors.WeightsArgumentError

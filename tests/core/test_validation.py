@@ -255,15 +255,23 @@ def test_a_model_published_elsewhere_refuses_without_touching_its_task(weights: 
     assert (record.labels, record.model_config, record.output_models) == ({}, "", [])
 
 
-def test_a_refused_upload_on_a_closed_task_changes_nothing(weights: Any) -> None:
+def test_a_closed_task_still_takes_output_weights_but_no_inputs_or_parameters(
+    weights: Any,
+) -> None:
     task = Task.init(project_name="checks", task_name="closed")
-    model = OutputModel(task=task, name="m")
-    model.set_metadata("k", 1)  # created before its first weights
+    early = OutputModel(task=task, name="early")
+    early.set_metadata("k", 1)  # created before its first weights
+    source = InputModel.import_model("https://e.com/w.pt", name="source")
     task.close()
-    for _ in range(2):  # refused alike the second time: the first left no entry name behind
+    late = OutputModel(task=task, name="late")
+    for model in (early, late, early):  # the same, whether created before or after close()
+        model.update_weights(str(weights()), async_enable=False)
+    assert [len(Model(m.id).versions) for m in (early, late)] == [2, 1]
+    assert [Model(m.id).task for m in (early, late)] == [task.id, task.id]
+    for refused in (lambda: task.connect({"lr": 0.1}), lambda: task.connect(source)):
         with pytest.raises(InvalidArgumentError, match="is closed"):
-            model.update_weights(str(weights()), async_enable=False)
-    assert Model(model.id).versions == []
+            refused()
+    assert Task.get_task(task_id=task.id)._data().input_models == []
 
 
 def test_import_model_checks_every_argument_even_when_the_url_exists() -> None:
