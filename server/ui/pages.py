@@ -149,10 +149,10 @@ def _versions(view: ModelView, before: int | None) -> str:
     shown = older[:VERSIONS_PAGE]
     pages = []
     if before is not None:
-        pages.append(link(url("models", model.id) + "#versions", "newest versions"))
+        pages.append(link(url("models", model.id) + "#versions", "Newest versions"))
     if len(older) > len(shown):
         pages.append(link(f"{url('models', model.id)}?before={shown[-1].version}#versions",
-                          "older versions", "older"))  # fmt: skip
+                          "Older versions", "older"))  # fmt: skip
     rows, classes = [], []
     for v in shown:
         marks = badge("best", "best") if v.version == view.best else ""
@@ -177,7 +177,7 @@ def _versions(view: ModelView, before: int | None) -> str:
     if shown:
         listing = (f'<p class="count">versions {shown[-1].version} to {shown[0].version} of '
                    f"{len(view.versions)}</p>{listing}")  # fmt: skip
-    paging = f'<p class="pages">{" · ".join(pages)}</p>' if pages else ""
+    paging = f'<nav class="paging">{" ".join(pages)}</nav>' if pages else ""
     return (f'<h2 id="versions">Versions</h2><form method="get" action="{url("compare")}">'
             f"{listing}{paging}"
             '<p><button type="submit">Compare selected versions</button></p></form>')  # fmt: skip

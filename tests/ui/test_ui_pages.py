@@ -298,7 +298,7 @@ def test_a_long_model_lists_its_versions_a_page_at_a_time_and_plots_them_all(
         if target:
             assert target.endswith(f"?before={rows[-1]}#versions")
     assert listed == list(range(count, 0, -1))  # each version once, newest first
-    assert "newest versions" in browser.get(f"/ui/models/{model.id}?before=3").text
+    assert "Newest versions" in browser.get(f"/ui/models/{model.id}?before=3").text
     for bad in ("0", "1", "x", "-2", "²"):
         refused = browser.get(f"/ui/models/{model.id}?before={quote(bad)}")
         assert refused.status == 400 and "version number &gt;= 2" in error_of(refused.text), bad
