@@ -10,156 +10,38 @@ a test on each destination where the loss applies:
 * ``files``: a live ``modelbook server`` on 127.0.0.1, weights on its files server;
 * ``files+folder``: the same server, weights in a local folder (the client deletes them).
 
-S3 is covered in ``tests/storage/test_s3_ownership.py`` (its fixtures live there).
+S3 is covered in ``tests/storage/test_s3_ownership.py`` (its fixtures live there); garbage
+collection in ``test_ownership_gc.py``. The ``place`` and ``task`` fixtures are in this
+folder's ``conftest.py``, the helpers in ``ownership_support.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
 import os
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
+from ownership_support import (
+    Place,
+    assert_nothing_lost,
+    exists,
+    owned_unreferenced,
+    read_version,
+    settle,
+    sha,
+    store,
+)
 
 import modelbook
 from modelbook import InputModel, Model, OutputModel, Task, retention
 from modelbook.cli import main as cli
 from modelbook.errors import InvalidArgumentError, ModelPublishedError, StorageError
 from modelbook.storage.local import to_path
-from modelbook.store import objects as ownership
-from modelbook.store import schema
 
 # which bytes modelbook deletes: none on a ClearML server (docs/compatibility.md), so
 # --clearml-mode leaves this out; the place fixture covers modelbook's own server
 pytestmark = pytest.mark.embedded_only
-
-HTTP_AVAILABLE = importlib.util.find_spec("starlette") is not None
-PLACES = ["blobs", "folder", "files", "files+folder"]
-UPLOAD_TIMEOUT = 60
-
-
-# -- where the weights go ------------------------------------------------------------------
-
-
-@dataclass
-class Place:
-    """One destination: its name, the task's ``output_uri`` and the live server, if any."""
-
-    name: str
-    output_uri: str | None
-    server: Any = None
-
-    @property
-    def content_addressed(self) -> bool:
-        """Identical bytes are one object (the embedded store's default blob folder)."""
-        return self.name == "blobs"
-
-    def engine(self) -> sa.Engine:
-        """The registry's database (the embedded store's, or the server's)."""
-        if self.server is None:
-            return modelbook.config.get_backend().engine  # type: ignore[attr-defined]
-        return sa.create_engine(self.server.db_url)
-
-
-@pytest.fixture(params=PLACES)
-def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Place]:
-    name = request.param
-    output_uri = str(tmp_path / "dest") if name.endswith("folder") else None
-    if not name.startswith("files"):
-        modelbook.configure(home=tmp_path / "home")
-        yield Place(name, output_uri)
-        return
-    if not HTTP_AVAILABLE:
-        pytest.skip("the files server needs the server extra (starlette)")
-    from modelbook.server.testing import running_server
-
-    with running_server(tmp_path / "server") as server:
-        modelbook.configure(
-            home=tmp_path / "home",
-            api_host=server.api_host,
-            files_host=server.files_host,
-            access_key=server.access_key,
-            secret_key=server.secret_key,
-        )
-        yield Place(name, output_uri, server)
-        OutputModel.wait_for_uploads(timeout=30)
-
-
-@pytest.fixture
-def task(place: Place) -> Task:
-    return Task.init(project_name="own", task_name="run", output_uri=place.output_uri)
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def store(model: OutputModel, weights, content: bytes, name: str = "model.pt", **kw: Any) -> str:
-    """Register ``content`` as the model's next version, synchronously; return its URI."""
-    return model.update_weights(str(weights(name, content=content)), async_enable=False, **kw)
-
-
-def read_version(model_id: str, version: int) -> bytes:
-    path = Model(model_id).get_local_copy(version=version, raise_on_error=True)
-    assert path is not None
-    return Path(path).read_bytes()
-
-
-def assert_nothing_lost(*model_ids: str, known: dict[str, str] | None = None) -> None:
-    """Every unpruned version, and the current weights, of each model read back with their
-    sha256 (``known``: ``{uri: sha256}`` for registrations that record none: ``register_uri``,
-    ``import_model``, which has no versions)."""
-    known = known or {}
-    backend = modelbook.config.get_backend()
-    for model_id in model_ids:
-        versions = Model(model_id).versions
-        assert not versions or not all(v.pruned for v in versions), model_id
-        for v in (v for v in versions if not v.pruned):
-            expected = v.sha256 or known[v.uri]
-            assert sha(read_version(model_id, v.version)) == expected, (model_id, v)
-        record = backend.get_model(model_id)
-        current = Model(model_id).get_local_copy(raise_on_error=True)
-        assert current is not None
-        assert sha(Path(current).read_bytes()) == (record.sha256 or known[record.uri])
-
-
-def exists(uri: str) -> bool:
-    return modelbook.config.get_backend().driver_for(uri).exists(uri)
-
-
-def settle() -> None:
-    assert OutputModel.wait_for_uploads(timeout=UPLOAD_TIMEOUT) == []
-
-
-def owned_unreferenced(place: Place) -> list[tuple[str, str]]:
-    """``(uri, state)`` of the objects the registry owns that nothing references, or that
-    are not live."""
-    engine = place.engine()
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(schema.objects.c.uri, schema.objects.c.state).where(
-                    schema.objects.c.owned.is_(True)
-                )
-            ).all()
-            return [
-                (uri, state)
-                for uri, state in rows
-                if state != "live" or not ownership.referenced(conn, uri)
-            ]
-    finally:
-        if place.server is not None:
-            engine.dispose()
 
 
 # -- 1. update_weights of a path that is not the weights ------------------------------------
@@ -544,137 +426,6 @@ def test_remove_keeps_what_a_model_imported_from_the_registry_names(
     retention.collect(pending_grace=0)
     assert not exists(old_uri)
     assert owned_unreferenced(place) == []
-
-
-# -- gc ----------------------------------------------------------------------------------------
-
-
-def test_gc_after_removals_leaves_no_owned_unreferenced_object(
-    place: Place, task: Task, weights
-) -> None:
-    shared = os.urandom(1000)
-    a, b, c = (OutputModel(task=task, name=n) for n in "abc")
-    for content in (shared, os.urandom(1000), os.urandom(1000)):
-        store(a, weights, content)
-    store(b, weights, shared)
-    store(c, weights, os.urandom(1000))
-    store(c, weights, os.urandom(1000))
-    uris = {m.id: [v.uri for v in Model(m.id).versions] for m in (a, b, c)}
-
-    Model(a.id).prune_versions(keep_last=1)
-    assert Model.remove(c.id)
-    assert not any(exists(u) for u in uris[c.id])
-    _, deleted = retention.collect(pending_grace=0)
-    assert not deleted.failed
-    assert owned_unreferenced(place) == []
-    assert_nothing_lost(a.id, b.id)
-
-    assert Model.remove(b.id)
-    retention.collect(pending_grace=0)
-    assert owned_unreferenced(place) == []
-    assert exists(uris[b.id][0]) == (uris[b.id][0] == Model(a.id).url)
-    assert not exists(uris[a.id][1])
-    assert_nothing_lost(a.id)
-
-    assert Model.remove(a.id)
-    retention.collect(pending_grace=0)
-    assert owned_unreferenced(place) == []
-    assert not any(exists(u) for u in {*uris[a.id], *uris[b.id]})
-
-
-def _abandoned_object(place: Place) -> tuple[str, Path]:
-    """An object a writer recorded and wrote, then died before any model referenced it."""
-    backend = modelbook.config.get_backend()
-    root = place.output_uri or str(modelbook.config.home() / "blobs")
-    data = os.urandom(700)
-    digest = sha(data)
-    path = Path(root) / digest[:2] / digest / "orphan.pt"
-    uri = f"file://{path}"
-    backend.begin_object_write(uri, digest, len(data))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return uri, path
-
-
-def test_gc_dry_run_deletes_nothing(place: Place, task: Task, weights, tmp_path: Path) -> None:
-    if place.name == "files":
-        pytest.skip("an abandoned object is written by hand to a local folder")
-    model = OutputModel(task=task, name="m")
-    store(model, weights, os.urandom(1000))
-    store(model, weights, os.urandom(1000))
-    uri, path = _abandoned_object(place)
-
-    found, deleted = retention.collect(pending_grace=0, dry_run=True)
-    assert uri in found.doomed and deleted.removed == [] and path.is_file()
-    assert cli(["gc", "--dry-run", "--older-than", "0"]) == 0
-    assert path.is_file()
-    assert [u for u, _ in owned_unreferenced(place)] == [uri]  # still pending, not doomed
-    found, deleted = retention.collect(pending_grace=3600)  # too young to be abandoned
-    assert uri not in found.doomed and path.is_file()
-    assert_nothing_lost(model.id)
-
-    found, deleted = retention.collect(pending_grace=0)
-    assert uri in found.doomed and not path.exists()
-    assert owned_unreferenced(place) == []
-    assert_nothing_lost(model.id)
-
-
-def test_gc_removes_stale_partial_files_of_the_blob_folder(tmp_path: Path, weights) -> None:
-    modelbook.configure(home=tmp_path / "home")
-    task = Task.init(project_name="own", task_name="partials")
-    model = OutputModel(task=task)
-    store(model, weights, os.urandom(1000))
-    blob = to_path(Model(model.id).url)
-    stale = blob.parent / f".{blob.name}.0123456789ab.partial"
-    top = modelbook.config.home() / "blobs" / ".x.partial"
-    fresh = blob.parent / f".{blob.name}.ba9876543210.partial"
-    for partial in (stale, top, fresh):
-        partial.write_bytes(b"half a copy")
-    old = time.time() - 7200
-    for partial in (stale, top):
-        os.utime(partial, (old, old))
-    expected = sorted([f"file://{stale}", f"file://{top}"])
-
-    found, _ = retention.collect(pending_grace=3600, dry_run=True)
-    assert sorted(found.partials) == expected and stale.exists() and top.exists()
-    found, _ = retention.collect(pending_grace=3600)
-    assert sorted(found.partials) == expected
-    assert not stale.exists() and not top.exists() and fresh.exists() and blob.is_file()
-    assert_nothing_lost(model.id)
-
-
-# -- the command line --------------------------------------------------------------------------
-
-
-def test_cli_prune_and_gc_print_json(
-    place: Place, task: Task, weights, capsys: pytest.CaptureFixture[str]
-) -> None:
-    model = OutputModel(task=task, name="cli")
-    for _ in range(3):
-        store(model, weights, os.urandom(1000))
-    uris = [v.uri for v in Model(model.id).versions]
-    capsys.readouterr()
-
-    assert cli(["models", "prune", model.id, "--keep-last", "0", "--dry-run", "--json"]) == 0
-    planned = json.loads(capsys.readouterr().out)
-    assert planned["dry_run"] is True and planned["pruned"] == [1, 2]
-    assert [v.pruned for v in Model(model.id).versions] == [False, False, False]
-    assert all(exists(u) for u in uris)
-
-    assert cli(["models", "prune", model.id, "--keep-last", "0", "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["pruned"] == [1, 2] and report["failed"] == {} and report["dry_run"] is False
-    assert report["kept"] == {"3": "the model's current weights"}
-    assert set(report["deleted"]) <= set(uris[:2])
-    assert not exists(uris[0]) and not exists(uris[1]) and exists(uris[2])
-
-    assert cli(["gc", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert set(result) >= {"objects", "partials", "failed", "dry_run"}
-    assert result["objects"] == [] and result["failed"] == {} and result["dry_run"] is False
-    assert cli(["gc", "--dry-run", "--older-than", "0", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["dry_run"] is True
-    assert_nothing_lost(model.id)
 
 
 # -- races and re-runs in the embedded blob folder -------------------------------------------

@@ -7,107 +7,46 @@ the files server never destroys bytes that a model references.
   answer 409 naming the model, and leave the bytes alone; an upload onto a file an older,
   unpublished version references keeps the old bytes under a version-specific name;
 * ``models.delete`` / ``models.prune_versions`` delete the files only they referenced;
-* the unmodified clearml SDK re-uploading the same file name keeps every version readable;
-* ``storage.gc`` removes stale partial uploads (and nothing on a dry run).
+* the unmodified clearml SDK re-uploading the same file name keeps every version readable.
+
+``storage.gc`` is tested in ``test_server_ownership_gc.py``; the helpers are in
+``server_ownership_support.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import time
-import uuid
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import requests
+from server_ownership_support import (
+    TIMEOUT,
+    _add_version,
+    _delete,
+    _downloads_with,
+    _get,
+    _model,
+    _new_model,
+    _ok,
+    _put,
+    _relative,
+    _sha,
+    _tmp_files,
+    _unique,
+    _upload,
+    _url,
+    _versions,
+)
 
-from modelbook.server.testing import envelope_data, envelope_meta, live_server
-
-TIMEOUT = 30
+from modelbook.server.testing import envelope_meta
 
 
-# -- helpers ----------------------------------------------------------------------------------
+# -- helpers (the others in server_ownership_support.py) -----------------------------------
 @pytest.fixture(scope="module")
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def _sha(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def _upload(files_host: str, auth: dict[str, str], path: str, content: bytes) -> requests.Response:
-    """Upload ``content`` to ``path`` (relative to the files root), as ClearML does."""
-    name = "/" + path
-    return requests.post(
-        f"{files_host}/",
-        files={name: (name, content, "binary/octet-stream")},
-        headers=auth,
-        timeout=TIMEOUT,
-    )
-
-
-def _put(server, auth, path: str, content: bytes) -> str:
-    """Upload and return the plain URI modelbook's clients give the file."""
-    response = _upload(server.files_host, auth, path, content)
-    assert response.status_code == 200, response.text
-    return f"{server.files_host}/{path}"
-
-
-def _url(server, path: str) -> str:
-    return f"{server.files_host}/{quote(path)}"
-
-
-def _get(server, auth, path: str) -> requests.Response:
-    return requests.get(_url(server, path), headers=auth, timeout=TIMEOUT)
-
-
-def _delete(server, auth, path: str) -> requests.Response:
-    return requests.delete(_url(server, path), headers=auth, timeout=TIMEOUT)
-
-
-def _ok(api, endpoint: str, body: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-    return envelope_data(api(endpoint, body, **kwargs))
-
-
-def _new_model(api, name: str, **fields: Any) -> str:
-    return _ok(api, "models.create", {"name": _unique(name), "ready": False, **fields})["id"]
-
-
-def _add_version(api, model_id: str, uri: str, content: bytes, **fields: Any) -> dict[str, Any]:
-    body = {"model": model_id, "uri": uri, "sha256": _sha(content), "size": len(content)}
-    return _ok(api, "models.add_version", {**body, **fields})["model"]
-
-
-def _model(api, model_id: str) -> dict[str, Any]:
-    return _ok(api, "models.get_by_id", {"model": model_id})["model"]
-
-
-def _versions(api, model_id: str) -> list[dict[str, Any]]:
-    return _ok(api, "models.get_versions", {"model": model_id})["versions"]
-
-
-def _relative(server, uri: str) -> str:
-    """The files-root path behind a URI of the module's files server (quoted or not)."""
-    assert uri.startswith(server.files_host + "/"), uri
-    return unquote(urlsplit(uri).path)[len("/files/") :]
-
-
-def _downloads_with(backend, uri: str, sha256: str, dest: Path) -> None:
-    """modelbook's HTTP backend downloads ``uri``; the bytes have ``sha256``."""
-    backend.driver_for(uri).get(uri, dest)
-    assert _sha(dest.read_bytes()) == sha256, uri
-
-
-def _tmp_files(server) -> list[Path]:
-    return list((server.files_root / ".modelbook-tmp").iterdir())
 
 
 # -- 1. a published model is read-only ------------------------------------------------------
@@ -527,82 +466,3 @@ def test_sdk_reuploading_the_same_file_name_keeps_every_version(
     for relative in (kept, path):
         assert not (server.files_root / relative).exists(), relative
         assert _get(server, auth, relative).status_code == 404, relative
-
-
-# -- 4. storage.gc and partial uploads ------------------------------------------------------
-def _login(srv) -> str:
-    response = requests.get(
-        f"{srv.api_host}/auth.login", auth=(srv.access_key, srv.secret_key), timeout=TIMEOUT
-    )
-    return envelope_data(response)["token"]
-
-
-def test_gc_removes_stale_partial_uploads_and_dry_run_removes_nothing(tmp_path) -> None:
-    with live_server(tmp_path / "srv") as srv:
-        token = _login(srv)
-        headers = {"Authorization": f"Bearer {token}"}
-
-        def gc(**body: Any) -> dict[str, Any]:
-            response = requests.post(
-                f"{srv.api_host}/v2.23/storage.gc", json=body, headers=headers, timeout=TIMEOUT
-            )
-            return envelope_data(response)
-
-        tmp_dir = srv.files_root / ".modelbook-tmp"
-        stale, fresh = tmp_dir / "stale.part", tmp_dir / "fresh.part"
-        other = tmp_dir / "stale.keep"  # not a partial upload
-        for path in (stale, fresh, other):
-            path.write_bytes(b"half an upload")
-        hour_ago = time.time() - 3600
-        for path in (stale, other):
-            os.utime(path, (hour_ago, hour_ago))
-        # a referenced file, and an object a writer announced and never referenced
-        weights = os.urandom(64)
-        ref_uri = _put(srv, headers, "gc/referenced.pt", weights)
-        orphan_uri = f"{srv.files_host}/gc/orphan.pt"
-        envelope_data(requests.post(
-            f"{srv.api_host}/v2.23/storage.begin_write",
-            json={"uri": orphan_uri, "sha256": _sha(b"orphan"), "size": 6},
-            headers=headers, timeout=TIMEOUT,
-        ))  # fmt: skip
-        _put(srv, headers, "gc/orphan.pt", b"orphan")
-        model_id = envelope_data(requests.post(
-            f"{srv.api_host}/v2.23/models.create", json={"name": "gc", "ready": False},
-            headers=headers,
-            timeout=TIMEOUT,
-        ))["id"]  # fmt: skip
-        envelope_data(requests.post(
-            f"{srv.api_host}/v2.23/models.add_version",
-            json={"model": model_id, "uri": ref_uri, "sha256": _sha(weights), "size": 64},
-            headers=headers, timeout=TIMEOUT,
-        ))  # fmt: skip
-
-        dry = gc(pending_grace=600, dry_run=True)
-        assert dry["partials"] == ["stale.part"]
-        assert all(p.exists() for p in (stale, fresh, other))
-        assert (srv.files_root / "gc/orphan.pt").exists()
-
-        young = gc(pending_grace=7200)  # nothing is that old
-        assert young == {"doomed": [], "partials": []}
-        assert all(p.exists() for p in (stale, fresh, other))
-        assert (srv.files_root / "gc/orphan.pt").exists()
-
-        done = gc(pending_grace=600)
-        assert done["partials"] == ["stale.part"]
-        assert not stale.exists() and fresh.exists() and other.exists()
-
-        dry = gc(pending_grace=0, dry_run=True)
-        assert dry["partials"] == ["fresh.part"] and dry["doomed"] == [orphan_uri]
-        assert fresh.exists() and (srv.files_root / "gc/orphan.pt").exists()
-
-        done = gc(pending_grace=0)
-        assert done["partials"] == ["fresh.part"] and done["doomed"] == []  # deleted here
-        assert not fresh.exists() and other.exists()
-        assert not (srv.files_root / "gc/orphan.pt").exists()
-        assert (srv.files_root / "gc/referenced.pt").read_bytes() == weights
-
-        bad = requests.post(
-            f"{srv.api_host}/v2.23/storage.gc", json={"pending_grace": -1}, headers=headers,
-            timeout=TIMEOUT,
-        )  # fmt: skip
-        assert bad.status_code == 400 and envelope_meta(bad)["result_subcode"] == 12
