@@ -133,3 +133,7 @@ class Handle:
     design: str | None
     id: str | None = None
     connected: bool = False  # its task has an entry for it (made with its first weights)
+    #: The entry's name (its first weights' file name, less the suffix) and when it was made:
+    #: a later model connected under the same name takes the entry over (ClearML's rule).
+    entry: str = ""
+    connected_at: int = 0

@@ -290,6 +290,8 @@ class ApiMachine(Machine):
         expected = self._created(handle)
         if not handle.connected:  # its task takes its design and labels if it has none
             owner, handle.connected = handle.owner, True
+            named = (target[0] or upload["file_name"]) if source == "file" else user
+            handle.entry, handle.connected_at = Path(named).stem, self._next()
             owner.design, owner.labels = owner.design or expected.design, owner.labels or dict(
                 expected.labels)  # fmt: skip
         assert source == "file" or returned == to_uri(user)
@@ -551,7 +553,11 @@ class ApiMachine(Machine):
                 assert now == want.frozen, f"published model {model_id} changed"
         for handle in self.handles:  # (a): refused calls created and connected nothing
             assert handle.id is not None or handle.model.id is None, "a refused call created it"
-        assert entries == {h.id for h in self.handles if h.connected and h.id in self.models}
+        holders: dict[tuple[int, str], Handle] = {}  # (task, entry name): the last connected
+        for handle in sorted(self.handles, key=lambda h: h.connected_at):
+            if handle.connected:
+                holders[id(handle.owner), handle.entry] = handle
+        assert entries == {h.id for h in holders.values() if h.id in self.models}
 
 
 def test_api_state_machine(tmp_path: Path) -> None:
