@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from modelbook.errors import InvalidArgumentError, NotFoundError
 from modelbook.records import ModelRecord, ModelVersionRecord, TaskRecord
+from modelbook.server.ui.plots import MAX_LINE_POINTS
 from modelbook.store.objects import best_version
 from modelbook.store.sql import SqlStore
 
@@ -296,5 +297,5 @@ def task_view(store: SqlStore, task_id: str) -> TaskView:
     if task.project:
         with contextlib.suppress(InvalidArgumentError):
             project = store.get_project(task.project).name
-    return TaskView(task, project, store.scalar_series(task_id), entries("input"),
-                    entries("output"))  # fmt: skip
+    series = store.scalar_series(task_id, max_points=MAX_LINE_POINTS)  # what a line draws
+    return TaskView(task, project, series, entries("input"), entries("output"))
