@@ -94,7 +94,13 @@ def _rows(events: Sequence[ScalarEvent], task: str | None, model: str | None) ->
 
 
 def _owned_by(task_id: str | None, model_id: str | None) -> sa.ColumnElement[bool]:
-    """The values of a task, or (``task_id`` None) a model's own."""
+    """The values of a task, or (``task_id`` None) a model's own.
+
+    Raises:
+        InvalidArgumentError: both ids or neither given.
+    """
+    if (task_id is None) == (model_id is None):
+        raise InvalidArgumentError("pass either a task id or model_id=, not both or neither")
     sc = s.scalars
     if task_id is not None:
         return sc.c.task == task_id
@@ -233,8 +239,6 @@ class ScalarVerbs:
     ) -> list[ScalarEvent]:
         """A task's values (or, with ``model_id`` alone, a model's own), ordered by metric,
         variant and iteration."""
-        if (task_id is None) == (model_id is None):
-            raise InvalidArgumentError("pass either a task id or model_id=, not both or neither")
         sc = s.scalars
         query = (
             sa.select(sc).where(_owned_by(task_id, model_id))
@@ -246,8 +250,12 @@ class ScalarVerbs:
                 for r in conn.execute(query)
             ]
 
-    def scalar_series(self, task_id: str, max_points: int | None = None) -> Series:
-        """``{metric: {variant: (iterations, values)}}`` of a task, iterations ascending.
+    def scalar_series(
+        self, task_id: str | None = None, *, model_id: str | None = None,
+        max_points: int | None = None,
+    ) -> Series:  # fmt: skip
+        """``{metric: {variant: (iterations, values)}}`` of a task (or, with ``model_id``
+        alone, a model's own values), iterations ascending.
 
         With ``max_points``, a longer series keeps every k-th point (k = its length /
         ``max_points``, rounded up) and its last one: at most ``max_points + 1`` points, for a
@@ -259,7 +267,7 @@ class ScalarVerbs:
         ):
             raise InvalidArgumentError(f"max_points must be an int >= 1, got {max_points!r}")
         sc = s.scalars
-        mine, series_of = sc.c.task == task_id, (sc.c.metric, sc.c.variant)
+        mine, series_of = _owned_by(task_id, model_id), (sc.c.metric, sc.c.variant)
         series: Series = {}
         with self._read() as conn:
             counts: dict[tuple[str, str], int] = {}
@@ -308,11 +316,9 @@ class ScalarVerbs:
     def delete_scalars(self, task_id: str | None = None, *, model_id: str | None = None) -> int:
         """Forget a task's values and statistics (or a model's own values); return how many
         values were deleted."""
-        if (task_id is None) == (model_id is None):
-            raise InvalidArgumentError("pass either a task id or model_id=, not both or neither")
-        sc, st = s.scalars, s.scalar_stats
+        owner, st = _owned_by(task_id, model_id), s.scalar_stats
         with self._write() as conn:
             if task_id is not None:
                 self._task_row(conn, task_id, lock=True)
                 conn.execute(sa.delete(st).where(st.c.task == task_id))
-            return conn.execute(sa.delete(sc).where(_owned_by(task_id, model_id))).rowcount or 0
+            return conn.execute(sa.delete(s.scalars).where(owner)).rowcount or 0

@@ -103,10 +103,10 @@ def model_view(store: SqlStore, model_id: str) -> ModelView:
             value = number(item.get("value"))
             if key.startswith("metrics/") and name != monitor and value is not None:
                 series.setdefault(name, []).append((v.version, value))
-    scalars: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    for event in store.scalar_events(model_id=model_id):
-        points = scalars.setdefault(event.metric, {}).setdefault(event.variant, [])
-        points.append((event.iteration, event.value))
+    reported = store.scalar_series(model_id=model_id, max_points=MAX_LINE_POINTS)
+    scalars = {metric: {variant: list(zip(xs, ys, strict=True))
+                        for variant, (xs, ys) in variants.items()}
+               for metric, variants in reported.items()}  # fmt: skip
     users = [t for t in (_task(store, i) for i in store.tasks_using_model(model_id)[:MAX_USERS])
              if t is not None]  # fmt: skip
     project = None

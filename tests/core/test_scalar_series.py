@@ -46,3 +46,17 @@ def test_max_points_is_checked(store: SqlStore) -> None:
         with pytest.raises(InvalidArgumentError, match="max_points must be an int >= 1"):
             store.scalar_series(task.id, max_points=bad)  # type: ignore[arg-type]
     assert store.scalar_series(task.id, max_points=5) == {}
+
+
+def test_a_models_own_values_read_back_apart_from_its_tasks(store: SqlStore) -> None:
+    task = store.create_task(name="t", project=None)
+    model = store.create_model(name="m", project=None, task=task.id)
+    store.add_scalars(task.id, [ScalarEvent("loss", "train", 0, 1.0)])
+    store.add_model_scalars(model.id, [ScalarEvent("eval", "top1", i, i / 10) for i in range(5)])
+    assert store.scalar_series(model_id=model.id, max_points=2) == {
+        "eval": {"top1": ([0, 3, 4], [0.0, 0.3, 0.4])}  # every 3rd (5 / 2, rounded up), the last
+    }
+    assert store.scalar_series(task.id) == {"loss": {"train": ([0], [1.0])}}
+    for both_or_neither in ({"task_id": task.id, "model_id": model.id}, {}):
+        with pytest.raises(InvalidArgumentError, match="either a task id or model_id"):
+            store.scalar_series(**both_or_neither)
