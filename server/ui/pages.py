@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 from modelbook.records import ModelRecord
-from modelbook.server.ui.plots import line_plot
+from modelbook.server.ui.plots import line_plot, lines
 from modelbook.server.ui.queries import SORTS, ModelFilter, ModelsPage
 from modelbook.server.ui.render import (
     PREFIX,
@@ -137,7 +137,8 @@ def _plots(view: ModelView) -> str:
             highlight={metric: float(view.best)} if metric == view.monitor and view.best else None,
         ))  # fmt: skip
     for metric, variants in view.scalars.items():
-        parts.append(line_plot(f"{metric} (reported on the model)", variants, x_label="iteration"))
+        parts.append(line_plot(f"{metric} (reported on the model)", lines(variants),
+                               x_label="iteration"))  # fmt: skip
     return '<section class="plots">' + "".join(parts) + "</section>" if parts else ""
 
 

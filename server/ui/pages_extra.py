@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from modelbook.records import ModelRecord
 from modelbook.server.ui.pages import status_badges, tag_list
-from modelbook.server.ui.plots import line_plot
+from modelbook.server.ui.plots import line_plot, lines
 from modelbook.server.ui.render import (
     PREFIX,
     definitions,
@@ -83,8 +83,7 @@ def task_html(view: TaskView) -> str:
         rows = [[esc(k), f"<code>{esc(v)}</code>"] for k, v in sorted(values.items())]
         params.append(f"<h3>{esc(section)}</h3>" + table(["Name", "Value"], rows))
     plots = [
-        line_plot(metric, {variant: list(zip(xs, ys, strict=True))
-                           for variant, (xs, ys) in variants.items()}, x_label="iteration")
+        line_plot(metric, lines(variants), x_label="iteration")
         for metric, variants in sorted(view.series.items())
     ]  # fmt: skip
     return (

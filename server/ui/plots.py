@@ -58,6 +58,11 @@ def _thin(points: Points, limit: int) -> Points:
     return [points[i] for i in _kept(len(points), limit)]
 
 
+def lines(series: Mapping[str, tuple[Sequence[float], Sequence[float]]]) -> dict[str, Points]:
+    """``{name: (xs, ys)}`` (a store's series of one metric) as :func:`line_plot` takes it."""
+    return {name: list(zip(xs, ys, strict=True)) for name, (xs, ys) in series.items()}
+
+
 def line_plot(
     title: str,
     series: Mapping[str, Points],

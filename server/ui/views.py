@@ -25,6 +25,7 @@ from modelbook.errors import InvalidArgumentError, NotFoundError
 from modelbook.records import ModelRecord, ModelVersionRecord, TaskRecord
 from modelbook.server.ui.plots import MAX_LINE_POINTS
 from modelbook.store.objects import best_version
+from modelbook.store.scalars import Series
 from modelbook.store.sql import SqlStore
 
 #: Versions or models a comparison takes.
@@ -77,7 +78,7 @@ class ModelView:
     series: dict[str, list[tuple[int, float]]]
     producer: TaskRecord | None
     users: list[TaskRecord]
-    scalars: dict[str, dict[str, list[tuple[int, float]]]] = field(default_factory=dict)
+    scalars: Series = field(default_factory=dict)
 
 
 def model_view(store: SqlStore, model_id: str) -> ModelView:
@@ -103,10 +104,7 @@ def model_view(store: SqlStore, model_id: str) -> ModelView:
             value = number(item.get("value"))
             if key.startswith("metrics/") and name != monitor and value is not None:
                 series.setdefault(name, []).append((v.version, value))
-    reported = store.scalar_series(model_id=model_id, max_points=MAX_LINE_POINTS)
-    scalars = {metric: {variant: list(zip(xs, ys, strict=True))
-                        for variant, (xs, ys) in variants.items()}
-               for metric, variants in reported.items()}  # fmt: skip
+    scalars = store.scalar_series(model_id=model_id, max_points=MAX_LINE_POINTS)
     users = [t for t in (_task(store, i) for i in store.tasks_using_model(model_id)[:MAX_USERS])
              if t is not None]  # fmt: skip
     project = None
