@@ -1,7 +1,7 @@
 """Weights you can trust, on S3 (``output_uri="s3://<bucket>/prefix"``, a moto server on
 127.0.0.1): no call deletes bytes a model or a user still needs; every unpruned version of
 every model reads back with its sha256. The same losses on local destinations and the files
-server are in ``tests/core/test_ownership.py``; ``registry`` runs each test on the embedded
+server are in ``tests/core/ownership/``; ``registry`` runs each test on the embedded
 store and on a live ``modelbook server`` (the client deletes S3 objects the server dooms).
 """
 
